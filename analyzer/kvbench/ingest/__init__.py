@@ -1,0 +1,204 @@
+"""Read result trees and files into flat records, one per benchmark (or per failed point)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kvbench.errors import BadInput, InputError
+from kvbench.ingest.guidellm import METRIC_COLUMNS, extract_records, report_labels
+from kvbench.ingest.layouts import Unit, discover
+from kvbench.ingest.reader import read_document
+from kvbench.naming import canonical_scenario, model_short_name
+
+__all__ = ["IngestResult", "StrictStop", "Unit", "discover", "ingest", "read_all"]
+
+
+class StrictStop(Exception):
+    """Raised in strict mode at the first bad input."""
+
+    def __init__(self, bad: BadInput) -> None:
+        super().__init__(bad.line())
+        self.bad = bad
+
+
+@dataclass
+class IngestResult:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    bad: list[BadInput] = field(default_factory=list)
+    files_read: int = 0
+
+
+def _int_or_nan(value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    try:
+        return float(int(str(value).strip()))
+    except ValueError:
+        return math.nan
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, float) and math.isnan(value):
+            continue
+        if isinstance(value, str) and not value.strip():
+            continue
+        return value
+    return None
+
+
+def _empty_record() -> dict[str, Any]:
+    record: dict[str, Any] = {column: math.nan for column in METRIC_COLUMNS}
+    record.update(
+        benchmark_index=math.nan,
+        strategy=None,
+        rate=math.nan,
+        guidellm_version=None,
+        report_format=math.nan,
+        start_time=math.nan,
+        data_model=None,
+    )
+    return record
+
+
+def _identify(unit: Unit, record: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """Fill model, scenario, concurrency, repetition and provenance of one record."""
+    hints = unit.hints
+    record["layout"] = unit.layout
+    record["source_file"] = str(unit.file) if unit.file is not None else str(hints.get("point_file", ""))
+    if unit.layout == "kvbench":
+        model = hints["model"]
+        scenario_raw = hints["scenario"]
+        concurrency = _first(record.get("concurrency"), _int_or_nan(hints.get("concurrency")))
+        record.update(
+            repetition=_int_or_nan(hints.get("repetition")),
+            run=hints.get("run"),
+            hardware=None,
+            software=None,
+            replicas=math.nan,
+        )
+    elif unit.layout == "original":
+        cfg = unit.config
+        dirname = hints.get("dirname", {})
+        model = _first(
+            cfg.get("Model Name"),
+            model_short_name(cfg["Model"]) if cfg.get("Model") else None,
+            record.get("data_model"),
+            dirname.get("model"),
+        )
+        scenario_raw = _first(cfg.get("Parameters"), dirname.get("scenario"))
+        concurrency = _first(
+            record.get("concurrency"),
+            _int_or_nan(cfg.get("Rate (Concurrency)")),
+            _int_or_nan(cfg.get("Rate")),
+            _int_or_nan(dirname.get("rate")),
+        )
+        hardware = _first(cfg.get("Hardware"), dirname.get("hardware"))
+        software = _first(cfg.get("Software"), dirname.get("software"))
+        record.update(
+            repetition=1.0,
+            run="_".join(str(x) for x in (hardware, software) if x) or None,
+            hardware=hardware,
+            software=software,
+            replicas=_first(_int_or_nan(cfg.get("Replicas")), _int_or_nan(dirname.get("replicas"))),
+        )
+    else:
+        path = unit.file
+        stem = path.name if path is not None else "unknown"
+        for suffix in (".zst", ".json", ".yaml", ".yml"):
+            stem = stem.removesuffix(suffix)
+        model = _first(labels.get("model"), record.get("data_model"))
+        scenario_raw = _first(labels.get("scenario"), stem)
+        concurrency = record.get("concurrency")
+        record.update(repetition=1.0, run=labels.get("run"), hardware=None, software=None, replicas=math.nan)
+    scenario_raw = str(scenario_raw) if scenario_raw is not None else "unknown"
+    record["model"] = str(model) if model is not None else "unknown"
+    record["scenario_raw"] = scenario_raw
+    record["scenario"] = canonical_scenario(scenario_raw)
+    record["concurrency"] = concurrency if concurrency is not None else math.nan
+    record.pop("data_model", None)
+    return record
+
+
+def _read_unit(unit: Unit) -> list[dict[str, Any]]:
+    """Records of one unit; InputError when its file cannot be used."""
+    status = unit.hints.get("status", "ok")
+    if unit.layout == "kvbench" and status != "ok":
+        record = _empty_record()
+        record.update(status=status, reason=unit.hints.get("reason") or f"point {status}")
+        return [_identify(unit, record, {})]
+    assert unit.file is not None
+    if not unit.file.is_file():
+        raise InputError("GuideLLM result file is missing")
+    doc = read_document(unit.file)
+    records = extract_records(doc)
+    labels = report_labels(doc)
+    del doc  # per-request samples go now: memory stays bounded by one file
+    for record in records:
+        record.update(status="ok", reason=None)
+        _identify(unit, record, labels)
+    return records
+
+
+def _error_record(unit: Unit, reason: str) -> dict[str, Any] | None:
+    """A row for a point whose identity is known but whose result file is unusable."""
+    if unit.layout == "loose":
+        return None
+    record = _empty_record()
+    record.update(status="error", reason=reason)
+    return _identify(unit, record, {})
+
+
+def read_all(
+    items: Sequence[Unit | BadInput],
+    strict: bool = False,
+    on_bad: Callable[[BadInput], None] | None = None,
+    on_done: Callable[[Unit | BadInput], None] | None = None,
+) -> IngestResult:
+    """Read discovered units one at a time. Bad inputs are collected (StrictStop when strict)."""
+    result = IngestResult()
+    for item in items:
+        try:
+            if isinstance(item, BadInput):
+                if strict:
+                    raise StrictStop(item)
+                result.bad.append(item)
+                if on_bad is not None:
+                    on_bad(item)
+                continue
+            try:
+                records = _read_unit(item)
+            except Exception as exc:  # one unusable input must never stop the others
+                reason = (
+                    str(exc)
+                    if isinstance(exc, InputError)
+                    else f"cannot analyze ({type(exc).__name__}: {exc})"
+                )
+                bad = BadInput(item.file or Path(str(item.hints.get("point_file", "?"))), reason)
+                if strict:
+                    raise StrictStop(bad) from None
+                result.bad.append(bad)
+                if on_bad is not None:
+                    on_bad(bad)
+                error_row = _error_record(item, reason)
+                if error_row is not None:
+                    result.records.append(error_row)
+                continue
+            if item.file is not None:
+                result.files_read += 1
+            result.records.extend(records)
+        finally:
+            if on_done is not None:
+                on_done(item)
+    return result
+
+
+def ingest(paths: Iterable[Path], strict: bool = False) -> IngestResult:
+    """Discover and read everything under `paths`."""
+    return read_all(list(discover(list(paths))), strict=strict)

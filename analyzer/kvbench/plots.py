@@ -1,0 +1,377 @@
+"""The evaluation's four figures, drawn with matplotlib's Agg canvas (no display needed).
+
+Every figure uses the same colour and marker for a scenario, labelled axes with units and a legend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from kvbench.naming import SCENARIO_ORDER, order_models, order_scenarios, safe_filename
+from kvbench.peaks import THROUGHPUT
+from kvbench.table import ok_rows
+
+DPI = 150
+# One fixed colour per known scenario (colour-blind-aware Okabe-Ito hues plus greys/browns).
+KNOWN_COLOURS: dict[str, str] = {
+    "no-offload": "#4d4d4d",
+    "native-offload": "#e69f00",
+    "lmcache-local": "#56b4e9",
+    "lmcache-redis": "#d55e00",
+    "lmcache-valkey": "#009e73",
+    "llm-d-redis": "#cc79a7",
+    "llm-d-valkey": "#0072b2",
+    "llm-d-inmem": "#8c564b",
+}
+EXTRA_COLOURS: tuple[str, ...] = (
+    "#bcbd22",
+    "#17becf",
+    "#9467bd",
+    "#7f7f7f",
+    "#f0e442",
+    "#aec7e8",
+    "#ff9896",
+    "#98df8a",
+    "#c5b0d5",
+    "#c49c94",
+)
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+PEAK_FIGURE = "peak_throughput_all_scenarios.png"
+LATENCY_FIGURE = "latency_comparison_all.png"
+HEATMAP_FIGURE = "performance_delta_heatmap_all.png"
+
+
+def curve_figure_name(model: str) -> str:
+    return f"throughput_curve_{safe_filename(model)}_all.png"
+
+
+class Style:
+    """Colour and marker per scenario, fixed for one analysis."""
+
+    def __init__(self, scenarios: Sequence[str]) -> None:
+        self.colours: dict[str, str] = {}
+        self.markers: dict[str, str] = {}
+        extra = 0
+        for scenario in order_scenarios(scenarios):
+            if scenario in KNOWN_COLOURS:
+                colour = KNOWN_COLOURS[scenario]
+                marker = MARKERS[SCENARIO_ORDER.index(scenario) % len(MARKERS)]
+            else:
+                colour = EXTRA_COLOURS[extra % len(EXTRA_COLOURS)]
+                marker = MARKERS[(len(SCENARIO_ORDER) + extra) % len(MARKERS)]
+                extra += 1
+            self.colours[scenario] = colour
+            self.markers[scenario] = marker
+
+    def legend_handles(self, scenarios: Sequence[str], kind: str = "patch") -> list[object]:
+        if kind == "line":
+            return [
+                Line2D([], [], color=self.colours[s], marker=self.markers[s], linewidth=2, label=s)
+                for s in scenarios
+            ]
+        return [
+            Patch(facecolor=self.colours[s], edgecolor="black", linewidth=0.5, label=s) for s in scenarios
+        ]
+
+
+def _grid(count: int, max_cols: int = 4) -> tuple[int, int]:
+    cols = max(1, min(count, max_cols))
+    return math.ceil(count / cols), cols
+
+
+def _axes(fig: Figure, rows: int, cols: int) -> list[Axes]:
+    grid = fig.subplots(rows, cols, squeeze=False)
+    return [ax for row in grid for ax in row]
+
+
+def _bar_panel(
+    ax: Axes,
+    scenarios: Sequence[str],
+    values: Sequence[float],
+    style: Style,
+    labels: Sequence[str],
+    ylabel: str | None,
+    title: str,
+) -> None:
+    xs = np.arange(len(scenarios))
+    heights = [0.0 if math.isnan(v) else v for v in values]
+    bars = ax.bar(
+        xs,
+        heights,
+        color=[style.colours[s] for s in scenarios],
+        edgecolor="black",
+        linewidth=0.5,
+        zorder=2,
+    )
+    top = max([h for h in heights if h > 0], default=1.0)
+    for bar, label, value in zip(bars, labels, values, strict=True):
+        text = "n/a" if math.isnan(value) else label
+        ax.annotate(
+            text,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            zorder=4,
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+        )
+    ax.set_ylim(0, top * 1.22)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(scenarios, rotation=40, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=11, fontweight="bold")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def _legend_below(fig: Figure, handles: list[object], columns: int) -> None:
+    fig.legend(
+        handles=handles,
+        title="Scenario",
+        loc="lower center",
+        ncol=min(columns, 8),
+        frameon=False,
+        fontsize=9,
+        title_fontsize=9,
+    )
+
+
+def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str) -> Path:
+    """Peak output throughput of every scenario, one panel per model (own y scale)."""
+    models = order_models(peaks["model"])
+    scenarios_all = order_scenarios(peaks["scenario"])
+    rows, cols = _grid(len(models))
+    fig = Figure(figsize=(max(4.2 * cols, 6.0), 4.3 * rows + 1.1), layout="constrained")
+    axes = _axes(fig, rows, cols)
+    for index, (ax, model) in enumerate(zip(axes, models, strict=False)):
+        sub = peaks[peaks["model"] == model].set_index("scenario")
+        scenarios = [s for s in scenarios_all if s in sub.index]
+        values = [float(sub.at[s, "peak_output_tok_s"]) for s in scenarios]
+        labels = []
+        for s in scenarios:
+            delta = sub.at[s, "delta_vs_baseline_pct"]
+            concurrency = sub.at[s, "optimal_concurrency"]
+            text = f"{sub.at[s, 'peak_output_tok_s']:.1f}\n@{concurrency}"
+            if s != baseline and not pd.isna(delta):
+                text += f"\n{delta:+.1f}%"
+            labels.append(text)
+        _bar_panel(
+            ax,
+            scenarios,
+            values,
+            style,
+            labels,
+            "Peak output throughput (tok/s)" if index % cols == 0 else None,
+            model,
+        )
+        if baseline in sub.index:
+            ax.axhline(
+                float(sub.at[baseline, "peak_output_tok_s"]),
+                color="black",
+                linestyle="--",
+                linewidth=0.8,
+                zorder=3,
+            )
+    for ax in axes[len(models) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        "Peak output throughput per scenario (successful requests; label: tok/s, @optimal concurrency, "
+        f"change vs {baseline}; dashed line: {baseline})",
+        fontsize=10,
+    )
+    handles = style.legend_handles(scenarios_all)
+    handles.append(Line2D([], [], color="black", linestyle="--", linewidth=0.8, label=f"{baseline} peak"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=9)
+    path = out / PEAK_FIGURE
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def throughput_curves(frame: pd.DataFrame, peaks: pd.DataFrame, style: Style, out: Path) -> list[Path]:
+    """Output throughput against concurrency for every scenario, one figure per model."""
+    usable = ok_rows(frame)
+    paths: list[Path] = []
+    for model in order_models(usable["model"]):
+        data = usable[usable["model"] == model]
+        scenarios = order_scenarios(data["scenario"])
+        fig = Figure(figsize=(9.5, 5.6), layout="constrained")
+        ax = fig.subplots()
+        for scenario in scenarios:
+            sub = data[data["scenario"] == scenario]
+            grouped = sub.groupby("concurrency")[THROUGHPUT].agg(["mean", "min", "max", "count"]).sort_index()
+            xs = grouped.index.astype(float).to_numpy()
+            ys = grouped["mean"].to_numpy(dtype=float)
+            colour, marker = style.colours[scenario], style.markers[scenario]
+            if (grouped["count"] > 1).any():
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=[ys - grouped["min"].to_numpy(float), grouped["max"].to_numpy(float) - ys],
+                    fmt="none",
+                    ecolor=colour,
+                    capsize=3,
+                    alpha=0.7,
+                )
+            ax.plot(xs, ys, color=colour, marker=marker, linewidth=1.8, markersize=5, label=scenario)
+            peak = peaks[(peaks["model"] == model) & (peaks["scenario"] == scenario)]
+            if not peak.empty:
+                ax.plot(
+                    [float(peak["optimal_concurrency"].iloc[0])],
+                    [float(peak["peak_output_tok_s"].iloc[0])],
+                    marker=marker,
+                    markersize=11,
+                    markerfacecolor=colour,
+                    markeredgecolor="black",
+                    markeredgewidth=1.2,
+                    linestyle="none",
+                )
+        ax.set_title(f"{model}: output throughput vs concurrency", fontsize=12, fontweight="bold")
+        ax.set_xlabel("Concurrency (concurrent request streams)")
+        ax.set_ylabel("Output throughput (tok/s, successful requests)")
+        top = float(data[THROUGHPUT].max())
+        ax.set_ylim(0, top * 1.1 if top > 0 else 1.0)
+        ax.set_xlim(left=-0.02 * float(data["concurrency"].max()))
+        ax.grid(alpha=0.3)
+        handles = style.legend_handles(scenarios, kind="line")
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                markersize=10,
+                markerfacecolor="white",
+                markeredgecolor="black",
+                linestyle="none",
+                label="peak",
+            )
+        )
+        ax.legend(handles=handles, title="Scenario", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+        path = out / curve_figure_name(model)
+        fig.savefig(path, dpi=DPI)
+        paths.append(path)
+    return paths
+
+
+def latency_comparison(peaks: pd.DataFrame, style: Style, out: Path) -> Path:
+    """Mean TTFT and TPOT at each scenario's peak-throughput concurrency, one column per model."""
+    models = order_models(peaks["model"])
+    scenarios_all = order_scenarios(peaks["scenario"])
+    cols = max(1, len(models))
+    fig = Figure(figsize=(max(3.8 * cols, 6.0), 8.2), layout="constrained")
+    grid = fig.subplots(2, cols, squeeze=False)
+    metrics = (
+        ("ttft_ms_mean_at_peak", "Mean TTFT at peak (ms)", "{:,.0f}"),
+        ("tpot_ms_mean_at_peak", "Mean TPOT at peak (ms)", "{:,.1f}"),
+    )
+    for col, model in enumerate(models):
+        sub = peaks[peaks["model"] == model].set_index("scenario")
+        scenarios = [s for s in scenarios_all if s in sub.index]
+        for row, (column, label, fmt) in enumerate(metrics):
+            values = [float(sub.at[s, column]) for s in scenarios]
+            labels = [
+                fmt.format(v) + f"\n@{sub.at[s, 'optimal_concurrency']}" if not math.isnan(v) else "n/a"
+                for s, v in zip(scenarios, values, strict=True)
+            ]
+            _bar_panel(
+                grid[row][col],
+                scenarios,
+                values,
+                style,
+                labels,
+                label if col == 0 else None,
+                f"{model}: {'TTFT' if row == 0 else 'TPOT'}",
+            )
+    fig.suptitle(
+        "Latency at each scenario's peak throughput (successful requests; label: value, @concurrency)",
+        fontsize=11,
+    )
+    handles = style.legend_handles(scenarios_all)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=9)
+    path = out / LATENCY_FIGURE
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def delta_heatmap(peaks: pd.DataFrame, out: Path, baseline: str) -> Path:
+    """% change of peak throughput against the baseline, models x scenarios."""
+    models = order_models(peaks["model"])
+    scenarios = [s for s in order_scenarios(peaks["scenario"]) if s != baseline]
+    matrix = np.full((len(models), len(scenarios)), np.nan)
+    for i, model in enumerate(models):
+        for j, scenario in enumerate(scenarios):
+            match = peaks[(peaks["model"] == model) & (peaks["scenario"] == scenario)]
+            if not match.empty:
+                matrix[i, j] = float(match["delta_vs_baseline_pct"].iloc[0])
+    finite = matrix[np.isfinite(matrix)]
+    limit = max(5.0, float(np.ceil(np.abs(finite).max() / 5.0) * 5.0)) if finite.size else 5.0
+    fig = Figure(
+        figsize=(max(1.35 * len(scenarios) + 3.5, 6.5), 0.75 * len(models) + 2.6), layout="constrained"
+    )
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
+    for i in range(len(models)):
+        for j in range(len(scenarios)):
+            value = matrix[i, j]
+            text = "n/a" if math.isnan(value) else f"{value:+.1f}%"
+            dark = not math.isnan(value) and abs(value) > 0.6 * limit
+            ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if dark else "black")
+    ax.set_xticks(range(len(scenarios)))
+    ax.set_xticklabels(scenarios, rotation=30, ha="right")
+    ax.set_yticks(range(len(models)))
+    ax.set_yticklabels(models)
+    ax.set_xlabel("Scenario")
+    ax.set_ylabel("Model")
+    ax.set_title(f"Peak output throughput: change vs {baseline} (%)", fontsize=12, fontweight="bold")
+    colourbar = fig.colorbar(image, ax=ax)
+    colourbar.set_label(f"% change vs {baseline} peak")
+    legend = [
+        Patch(facecolor=cmap(0.9), label="faster than baseline"),
+        Patch(facecolor=cmap(0.1), label="slower than baseline"),
+        Patch(facecolor="#d9d9d9", label="no data"),
+    ]
+    ax.legend(
+        handles=legend, loc="upper left", bbox_to_anchor=(0.0, -0.28), ncol=3, frameon=False, fontsize=8
+    )
+    path = out / HEATMAP_FIGURE
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def draw_all(frame: pd.DataFrame, peaks: pd.DataFrame, out: Path, baseline: str) -> list[Path]:
+    """Every figure; nothing when there are no peaks."""
+    if peaks.empty:
+        return []
+    style = Style(list(peaks["scenario"]) + list(ok_rows(frame)["scenario"]))
+    paths = [peak_throughput(peaks, style, out, baseline)]
+    paths += throughput_curves(frame, peaks, style, out)
+    paths.append(latency_comparison(peaks, style, out))
+    paths.append(delta_heatmap(peaks, out, baseline))
+    return paths
+
+
+__all__ = [
+    "HEATMAP_FIGURE",
+    "LATENCY_FIGURE",
+    "PEAK_FIGURE",
+    "Style",
+    "curve_figure_name",
+    "draw_all",
+]

@@ -1,0 +1,163 @@
+"""This project's results layout and the original evaluation's, including its older variants."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from analyzer_fixtures import KvbenchRun, Level, make_report, write_original_point, write_zst_json
+from kvbench.ingest import ingest
+from kvbench.ingest.layouts import parse_original_dirname
+
+
+def test_kvbench_tree_keeps_failed_point_and_excludes_it_from_peaks(tmp_path: Path, run_analyze) -> None:
+    run = KvbenchRun(tmp_path / "results", "Qwen3-0.6B")
+    for scenario, values in {
+        "no-offload": (100.0, 180.0, 150.0),
+        "lmcache-local": (90.0, 160.0, 170.0),
+    }.items():
+        for concurrency, value in zip((1, 8, 32), values, strict=True):
+            run.point(scenario, Level(concurrency, value))
+    # The highest level of no-offload failed; had it counted, its (absent) number could not win anyway,
+    # so give the failed point a result file with a huge throughput to prove it is not read.
+    failed = run.point("no-offload", Level(64, 9999.0), status="failed", reason="vLLM died (OOM)")
+    assert (failed / "guidellm.json.zst").is_file()
+    run.scenario("native-offload", status="skipped", reason="OffloadingConnector needs a GPU")
+
+    result = run_analyze(tmp_path / "results")
+    assert result.exit_code == 0, result.stderr
+    metrics = result.csv("complete_metrics.csv")
+    bad = metrics[metrics["status"] != "ok"]
+    assert sorted(bad["status"]) == ["failed", "skipped"]
+    row = bad[bad["status"] == "failed"].iloc[0]
+    assert (row["model"], row["scenario"], row["concurrency"], row["repetition"]) == (
+        "Qwen3-0.6B",
+        "no-offload",
+        64,
+        1,
+    )
+    assert row["reason"] == "vLLM died (OOM)"
+    assert math.isnan(row["output_tok_s_successful"]) and math.isnan(row["ttft_ms_mean"])
+    skipped = bad[bad["status"] == "skipped"].iloc[0]
+    assert skipped["scenario"] == "native-offload"
+    assert skipped["reason"] == "OffloadingConnector needs a GPU"
+    assert set(metrics["run"].dropna()) == {"Qwen3-0.6B-local-1a2b3c4d"}
+    assert set(metrics["layout"]) == {"kvbench"}
+
+    peaks = result.csv("peak_throughput_all.csv").set_index("scenario")
+    assert peaks.at["no-offload", "peak_output_tok_s"] == 180.0
+    assert peaks.at["no-offload", "optimal_concurrency"] == 8
+    assert peaks.at["lmcache-local", "optimal_concurrency"] == 32
+    assert round(peaks.at["lmcache-local", "delta_vs_baseline_pct"], 6) == round((170 / 180 - 1) * 100, 6)
+    assert "native-offload" not in peaks.index
+    report = (result.out / "report.md").read_text()
+    assert "no-offload / concurrency 64: failed (vLLM died (OOM))" in report
+
+
+def test_kvbench_repetitions_are_averaged_per_level(tmp_path: Path, run_analyze) -> None:
+    run = KvbenchRun(tmp_path / "results", "Qwen3-8B")
+    run.point("no-offload", Level(1, 40.0), repetition=1)
+    run.point("no-offload", Level(1, 50.0), repetition=2)
+    run.point("no-offload", Level(4, 44.0), repetition=1)
+    run.point("no-offload", Level(4, 47.0), repetition=2)
+    result = run_analyze(tmp_path / "results")
+    metrics = result.csv("complete_metrics.csv")
+    assert list(metrics["repetition"]) == [1, 2, 1, 2]
+    peak = result.csv("peak_throughput_all.csv").iloc[0]
+    # level 1 averages 45, level 4 averages 45.5: the mean per level decides, not the single best run
+    assert peak["optimal_concurrency"] == 4
+    assert peak["peak_output_tok_s"] == 45.5
+    assert peak["repetitions_at_peak"] == 2
+
+
+def test_original_dirname_parsing() -> None:
+    assert parse_original_dirname("1x2xL40S_upstream-llm-d-0.4.0_Qwen3-0.6B_no-offload_replica1_rate50") == {
+        "hardware": "1x2xL40S",
+        "software": "upstream-llm-d-0.4.0",
+        "model": "Qwen3-0.6B",
+        "scenario": "no-offload",
+        "replicas": 1,
+        "rate": 50,
+    }
+    assert (
+        parse_original_dirname("1x2xL40S_upstream-llm-d-0.7.0_Qwen3-14B_cpu+fs-offload-20k_replica1_rate1")[
+            "scenario"
+        ]
+        == "cpu+fs-offload-20k"
+    )
+    # the first runs had one directory per (model, scenario) and every rate in one file
+    assert parse_original_dirname("1x1xL40S_upstream-llm-d-0.4.0_Qwen3-8B_llm-d-redis") == {
+        "hardware": "1x1xL40S",
+        "software": "upstream-llm-d-0.4.0",
+        "model": "Qwen3-8B",
+        "scenario": "llm-d-redis",
+    }
+    assert parse_original_dirname("not-an-evaluation-dir") == {}
+
+
+def test_original_layout_directory_name_is_only_a_fallback(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    # No benchmark-config.txt: model, scenario from the name; concurrency from the data.
+    write_original_point(root, "Qwen3-14B", "no-offload", Level(50, 60.0), config=False)
+    # benchmark-config.txt wins over the directory name, and the data's concurrency over both.
+    write_original_point(
+        root,
+        "Qwen3-14B",
+        "lmcache-local",
+        Level(100, 61.0),
+        dirname="1x2xL40S_upstream-llm-d-0.4.0_Qwen3-8B_wrong-name_replica1_rate7",
+        config_overrides={"Rate (Concurrency)": "99"},
+    )
+    # An old spelling of the baseline maps to the canonical name.
+    write_original_point(root, "Qwen3-14B", "no-cpu-offload", Level(1, 20.0), config=False)
+    result = ingest([root])
+    assert result.bad == []
+    rows = {(r["scenario"], r["concurrency"]): r for r in result.records}
+    assert set(rows) == {("no-offload", 50.0), ("lmcache-local", 100.0), ("no-offload", 1.0)}
+    assert rows[("no-offload", 50.0)]["model"] == "Qwen3-14B"
+    assert rows[("lmcache-local", 100.0)]["model"] == "Qwen3-14B"
+    assert rows[("no-offload", 1.0)]["scenario_raw"] == "no-cpu-offload"
+    assert rows[("no-offload", 50.0)]["run"] == "1x2xL40S_upstream-llm-d-0.4.0"
+
+
+def test_original_layout_name_fallback_when_data_says_nothing(tmp_path: Path) -> None:
+    point = write_original_point(tmp_path, "Qwen3-8B", "native-offload-10k", Level(150, 70.0), config=False)
+    path = point / "guidellm-results.json.zst"
+    doc = make_report([Level(150, 70.0)], model="Qwen/Qwen3-8B")
+    doc["benchmarks"][0]["config"]["strategy"] = {"type_": "concurrent"}  # no streams recorded
+    doc["benchmarks"][0]["config"]["backend"]["model"] = None  # model left to the server's default
+    doc["args"]["model"] = None
+    write_zst_json(path, doc)
+    (record,) = ingest([tmp_path]).records
+    assert record["model"] == "Qwen3-8B"
+    assert record["concurrency"] == 150.0
+    assert record["scenario"] == "native-offload"  # the v0.5.0 runs' name for the 10k-block default
+
+
+def test_original_multi_rate_directory(tmp_path: Path) -> None:
+    """The first evaluation runs: `<hw>_<sw>_<model>_<scenario>/` with all rates in one file."""
+    point = tmp_path / "1x2xL40S_upstream-llm-d-0.4.0_Qwen3-0.6B_no-offload"
+    levels = [Level(c, v) for c, v in ((1, 100.0), (50, 600.0), (100, 580.0))]
+    write_zst_json(point / "guidellm-results.json.zst", make_report(levels, model="Qwen/Qwen3-0.6B"))
+    (point / "benchmark-config.txt").write_text(
+        "Rate: 1,50,100\nModel Name: Qwen3-0.6B\nParameters: no-offload\n"
+    )
+    records = ingest([tmp_path]).records
+    assert [(r["model"], r["scenario"], r["concurrency"]) for r in records] == [
+        ("Qwen3-0.6B", "no-offload", 1.0),
+        ("Qwen3-0.6B", "no-offload", 50.0),
+        ("Qwen3-0.6B", "no-offload", 100.0),
+    ]
+
+
+def test_same_point_twice_becomes_a_second_repetition(tmp_path: Path, run_analyze) -> None:
+    for tree in ("a", "b"):
+        write_original_point(
+            tmp_path / tree, "Qwen3-8B", "no-offload", Level(50, 100.0 if tree == "a" else 110.0)
+        )
+    result = run_analyze(tmp_path / "a", tmp_path / "b")
+    assert result.exit_code == 0
+    metrics = result.csv("complete_metrics.csv")
+    assert list(metrics["repetition"]) == [1, 2]
+    assert "kept as repetition 2" in result.stderr
+    assert result.csv("peak_throughput_all.csv").iloc[0]["peak_output_tok_s"] == 105.0

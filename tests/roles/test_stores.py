@@ -1,0 +1,382 @@
+"""The redis and valkey roles, driven by real ansible-playbook runs against real servers on this host.
+
+Each test uses its own free port, state directory, service_unit directory and instance name, and stops
+what it started in a finalizer, also when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.roles
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
+RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@dataclass(frozen=True)
+class Store:
+    name: str  # role name and variable prefix
+    server: str
+    cli: str
+    info_marker: str  # a line of INFO server that only this server prints
+
+
+STORES = {
+    "redis": Store("redis", "/usr/bin/redis-server", "/usr/bin/redis-cli", "redis_version:"),
+    "valkey": Store("valkey", "/usr/bin/valkey-server", "/usr/bin/valkey-cli", "server_name:valkey"),
+}
+
+
+@dataclass
+class Run:
+    rc: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, int]:
+        found = RECAP.findall(self.output)
+        assert found, f"no PLAY RECAP in the output:\n{self.output[-3000:]}"
+        ok, changed, unreachable, failed = (int(n) for n in found[-1])
+        return {"ok": ok, "changed": changed, "unreachable": unreachable, "failed": failed}
+
+
+def run_playbook(playbook: str, extra: dict[str, object], scratch: Path) -> Run:
+    """ansible-playbook -v with the extra vars from a 0600 file (the password stays off argv)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    vars_file = scratch / f"extra-{secrets.token_hex(4)}.json"
+    vars_file.touch(mode=0o600)
+    vars_file.write_text(json.dumps(extra))
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    }
+    proc = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-v", str(PLAYBOOKS / playbook), "-e", f"@{vars_file}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    vars_file.unlink()
+    return Run(proc.returncode, proc.stdout + proc.stderr)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def process_alive(pid: int) -> bool:
+    """True while /proc/<pid> exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@dataclass
+class Instance:
+    store: Store
+    tmp: Path
+    port: int
+    password: str
+    token: str  # the random part of the password: what must never show up in output
+    name: str
+    outputs: list[str] = field(default_factory=list)
+    pids: set[int] = field(default_factory=set)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.tmp / "state"
+
+    @property
+    def service_dir(self) -> Path:
+        return self.tmp / "services"
+
+    def extra(self, entries: list[str], **more: object) -> dict[str, object]:
+        prefix = self.store.name
+        return {
+            "entries": entries,
+            f"{prefix}_port": self.port,
+            f"{prefix}_password": self.password,
+            f"{prefix}_state_dir": str(self.state_dir),
+            f"{prefix}_instance_name": self.name,
+            f"{prefix}_ready_timeout": 20,
+            "service_unit_dir": str(self.service_dir),
+            **more,
+        }
+
+    def play(self, entries: list[str], **more: object) -> Run:
+        run = run_playbook(f"{self.store.name}_entry.yml", self.extra(entries, **more), self.tmp)
+        self.outputs.append(run.output)
+        return run
+
+    def cli(self, *args: str, auth: bool = True) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("REDISCLI_AUTH", "VALKEYCLI_AUTH")}
+        if auth:
+            env["REDISCLI_AUTH"] = self.password
+        proc = subprocess.run(
+            [self.store.cli, "-h", "127.0.0.1", "-p", str(self.port), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return (proc.stdout + proc.stderr).strip()
+
+    def server_pid(self) -> int:
+        info = self.cli("INFO", "server")
+        found = re.search(r"^process_id:(\d+)", info, re.M)
+        assert found, f"no process_id in INFO server: {info[:500]}"
+        pid = int(found.group(1))
+        self.pids.add(pid)
+        return pid
+
+
+def _cleanup(inst: Instance) -> None:
+    """Stop through the role; kill only the pids this test saw, should the role's stop have failed."""
+    with contextlib.suppress(Exception):
+        inst.play(["stop"])
+    for pid in inst.pids:
+        if process_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(params=sorted(STORES))
+def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instance]:
+    store = STORES[request.param]
+    if not (Path(store.server).exists() and Path(store.cli).exists()):
+        pytest.skip(f"{store.server} is not installed (run the {store.name} role once as root)")
+    token = secrets.token_hex(12)
+    inst = Instance(
+        store=store,
+        tmp=tmp_path,
+        port=free_port(),
+        # Quotes, a backslash and a space exercise the config quoting.
+        password=f'kv "{token}" \\x',
+        token=token,
+        name=f"kvbench-{store.name}-test-{secrets.token_hex(3)}",
+    )
+    yield inst
+    _cleanup(inst)
+
+
+def test_store_lifecycle(instance: Instance) -> None:
+    inst = instance
+    prefix = inst.store.name
+
+    first = inst.play(["main"])
+    assert first.rc == 0, first.output[-4000:]
+    assert first.recap["failed"] == 0
+
+    # Authentication is enforced, and the password works.
+    assert "NOAUTH" in inst.cli("PING", auth=False)
+    assert inst.cli("PING") == "PONG"
+    pid = inst.server_pid()
+    info = inst.cli("INFO", "server")
+    assert inst.store.info_marker in info, info[:500]
+    assert f"config_file:{inst.state_dir / (prefix + '.conf')}" in info
+    if prefix == "valkey":
+        version = subprocess.run(
+            [inst.store.server, "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        assert version.lower().startswith("valkey server"), version
+
+    # dbsize reports the keys as an int fact.
+    for key in ("a", "b", "c"):
+        assert inst.cli("SET", f"kvbench:{key}", "1") == "OK"
+    result = inst.tmp / "dbsize.json"
+    run = inst.play(["dbsize"], result_file=str(result))
+    assert run.rc == 0, run.output[-4000:]
+    facts = json.loads(result.read_text())
+    assert facts[f"{prefix}_dbsize"] == 3
+    assert facts["dbsize_type"] == "int"
+
+    # flush empties the store (checked independently of the role's own check) and reports a change.
+    run = inst.play(["flush"])
+    assert run.rc == 0, run.output[-4000:]
+    assert inst.cli("DBSIZE") == "0"
+    assert run.recap["changed"] >= 1
+
+    # main again changes nothing and keeps the same process.
+    again = inst.play(["main"])
+    assert again.rc == 0, again.output[-4000:]
+    assert again.recap["changed"] == 0, again.output[-4000:]
+    assert inst.server_pid() == pid
+
+    # A config change restarts the server with the new setting; then it is idempotent again.
+    changed = inst.play(["main"], **{f"{prefix}_maxmemory": "64mb"})
+    assert changed.rc == 0, changed.output[-4000:]
+    assert changed.recap["changed"] >= 1
+    new_pid = inst.server_pid()
+    assert new_pid != pid
+    assert not process_alive(pid)
+    assert inst.cli("CONFIG", "GET", "maxmemory").splitlines()[-1] == str(64 * 1024 * 1024)
+    settled = inst.play(["main"], **{f"{prefix}_maxmemory": "64mb"})
+    assert settled.recap["changed"] == 0, settled.output[-4000:]
+
+    # The password is in no ansible output and in no file but the 0600 config.
+    for output in inst.outputs:
+        assert inst.token not in output
+    config = inst.state_dir / f"{prefix}.conf"
+    holders = [
+        path
+        for root in (inst.state_dir, inst.service_dir)
+        for path in root.rglob("*")
+        if path.is_file() and inst.token.encode() in path.read_bytes()
+    ]
+    assert holders == [config]
+    assert config.stat().st_mode & 0o777 == 0o600
+
+    # stop closes the port and ends the process.
+    stop = inst.play(["stop"])
+    assert stop.rc == 0, stop.output[-4000:]
+    assert not port_open(inst.port)
+    assert not process_alive(new_pid)
+    assert inst.token not in stop.output
+
+
+def test_foreign_server_on_the_port_is_refused(instance: Instance) -> None:
+    """A server that is not ours on the port (e.g. the distro's instance) answers PING too: main must fail."""
+    inst = instance
+    data = inst.tmp / "foreign"
+    data.mkdir()
+    foreign = subprocess.Popen(
+        [inst.store.server, "--port", str(inst.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open(inst.port):
+            assert foreign.poll() is None, "the foreign server exited"
+            assert time.monotonic() < deadline, "the foreign server did not open its port"
+            time.sleep(0.1)
+        inst.password = ""  # the foreign server has none; PING then succeeds against it
+        run = inst.play(["main"])
+        assert run.rc != 0
+        assert "is served by another server" in run.output
+        assert foreign.poll() is None
+    finally:
+        foreign.terminate()
+        foreign.wait(timeout=30)
+
+
+def _derive(tmp: Path, files: list[Path]) -> tuple[Run, dict[str, object] | None]:
+    result = tmp / f"derived-{secrets.token_hex(3)}.json"
+    run = run_playbook(
+        "valkey_backports_derive.yml",
+        {"__valkey_apt_source_files": [str(f) for f in files], "result_file": str(result)},
+        tmp,
+    )
+    return run, (json.loads(result.read_text()) if result.exists() else None)
+
+
+def _deb822_stanza_for(text: str, release: str) -> dict[str, str]:
+    for stanza in re.split(r"\n\s*\n", text):
+        fields = dict(
+            (k.strip().lower(), v.strip())
+            for k, _, v in (line.partition(":") for line in stanza.splitlines() if ":" in line)
+            if not k.startswith("#")
+        )
+        if "deb" in fields.get("types", "").split() and release in fields.get("suites", "").split():
+            return fields
+    raise AssertionError(f"no deb stanza for {release}")
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="Debian family only")
+def test_valkey_backports_source_is_derived_from_the_hosts_source(tmp_path: Path) -> None:
+    # The host's own deb822 source: same URI, components and keyring, never a written-in host name.
+    host_sources = Path("/etc/apt/sources.list.d/debian.sources")
+    if host_sources.exists():
+        run, got = _derive(tmp_path, [host_sources])
+        assert run.rc == 0, run.output[-4000:]
+        assert got is not None
+        expected = _deb822_stanza_for(host_sources.read_text(), str(got["release"]))
+        source = got["source"]
+        assert isinstance(source, dict)
+        assert source["uris"] == expected["uris"]
+        assert source["components"] == expected["components"]
+        assert source["signed_by"] == expected.get("signed-by", "")
+
+    # One-line format with options; comments, deb-src and other suites are ignored.
+    one_line = tmp_path / "sources.list"
+    one_line.write_text(
+        "# deb http://commented.invalid/debian RELEASE main\n"
+        "deb-src http://src.invalid/debian RELEASE main\n"
+        "deb http://updates.invalid/debian RELEASE-updates main\n"
+        "deb [arch=amd64 signed-by=/usr/share/keyrings/test.gpg] http://mirror.invalid/debian RELEASE main contrib\n"
+    )
+    release = subprocess.run(
+        ["sh", "-c", ". /etc/os-release && echo $VERSION_CODENAME"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    one_line.write_text(one_line.read_text().replace("RELEASE", release))
+    run, got = _derive(tmp_path, [tmp_path / "missing.sources", one_line])
+    assert run.rc == 0, run.output[-4000:]
+    assert got is not None
+    assert got["source"] == {
+        "uris": "http://mirror.invalid/debian",
+        "components": "main contrib",
+        "signed_by": "/usr/share/keyrings/test.gpg",
+        "file": str(one_line),
+    }
+
+    # Nothing to derive from: a clear failure.
+    empty = tmp_path / "empty.sources"
+    empty.write_text("Types: deb\nURIs: http://x.invalid/debian\nSuites: some-other\nComponents: main\n")
+    run, _ = _derive(tmp_path, [empty])
+    assert run.rc != 0
+    assert f"found no enabled 'deb' source for suite {release}" in run.output
+
+
+# The task files both roles keep line for line (names swapped): a fix in one must reach the other.
+PARALLEL_FILES = [
+    "tasks/_cli.yml",
+    "tasks/_wait.yml",
+    "tasks/_service.yml",
+    "tasks/_platform.yml",
+    "tasks/flush.yml",
+    "tasks/dbsize.yml",
+    "tasks/stop.yml",
+    "handlers/main.yml",
+]
+
+
+@pytest.mark.parametrize("relpath", PARALLEL_FILES)
+def test_redis_and_valkey_roles_stay_parallel(relpath: str) -> None:
+    redis = (REPO / "roles" / "redis" / relpath).read_text()
+    valkey = (REPO / "roles" / "valkey" / relpath).read_text()
+    swapped = redis.replace("redis", "valkey").replace("Redis", "Valkey")
+    assert swapped == valkey, f"roles/redis/{relpath} and roles/valkey/{relpath} drifted apart"
