@@ -27,11 +27,12 @@ class Run:
 
 @pytest.fixture
 def run_analyze(tmp_path: Path) -> Callable[..., Run]:
-    """Run `kvbench analyze ARGS --out <tmp>/out` in-process; returns exit code, streams and out dir."""
+    """Run `kvbench analyze ARGS --out <tmp>/out` in-process (one reading process unless `jobs` says
+    otherwise; figures only when asked, they take most of the time); returns exit code, streams, out dir."""
 
-    def _run(*args: str | Path, out: Path | None = None, figures: bool = False) -> Run:
+    def _run(*args: str | Path, out: Path | None = None, figures: bool = False, jobs: int = 1) -> Run:
         target = out or tmp_path / "out"
-        argv = ["analyze", *map(str, args), "--out", str(target)]
+        argv = ["analyze", *map(str, args), "--out", str(target), "--jobs", str(jobs)]
         if not figures:
             argv.append("--no-figures")
         result = CliRunner().invoke(main, argv)

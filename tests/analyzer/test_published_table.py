@@ -69,3 +69,12 @@ def test_report_regenerates_tables(published_tree: Path, run_analyze) -> None:
     # Models appear in size order in the report.
     positions = [report.index(f"**{m}**") for m in ("Qwen3-0.6B", "Qwen3-8B", "Qwen3-14B", "Qwen3-32B-AWQ")]
     assert positions == sorted(positions)
+
+
+def test_parallel_reading_gives_the_same_tables(published_tree: Path, run_analyze, tmp_path: Path) -> None:
+    one = run_analyze(published_tree, out=tmp_path / "j1")
+    two = run_analyze(published_tree, out=tmp_path / "j2", jobs=2)
+    assert two.exit_code == 0, two.stderr
+    for name in ("complete_metrics.csv", "peak_throughput_all.csv"):
+        assert (tmp_path / "j1" / name).read_text() == (tmp_path / "j2" / name).read_text(), name
+    assert len(one.csv("complete_metrics.csv")) == 224

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from kvbench.ingest.layouts import Unit, discover
 from kvbench.ingest.reader import read_document
 from kvbench.naming import canonical_scenario, model_short_name
 
-__all__ = ["IngestResult", "StrictStop", "Unit", "discover", "ingest", "read_all"]
+__all__ = ["IngestResult", "StrictStop", "Unit", "default_jobs", "discover", "ingest", "read_all"]
 
 
 class StrictStop(Exception):
@@ -155,50 +157,74 @@ def _error_record(unit: Unit, reason: str) -> dict[str, Any] | None:
     return _identify(unit, record, {})
 
 
+@dataclass
+class _Outcome:
+    """What reading one discovered item gave; small, so it travels cheaply between processes."""
+
+    records: list[dict[str, Any]]
+    bad: BadInput | None
+    file_read: bool
+
+
+def _process(item: Unit | BadInput) -> _Outcome:
+    """Read one item; never raises for a bad input (runs in worker processes too)."""
+    if isinstance(item, BadInput):
+        return _Outcome([], item, False)
+    try:
+        records = _read_unit(item)
+    except Exception as exc:  # one unusable input must never stop the others
+        reason = str(exc) if isinstance(exc, InputError) else f"cannot analyze ({type(exc).__name__}: {exc})"
+        bad = BadInput(item.file or Path(str(item.hints.get("point_file", "?"))), reason)
+        error_row = _error_record(item, reason)
+        return _Outcome([error_row] if error_row is not None else [], bad, False)
+    return _Outcome(records, None, item.file is not None)
+
+
+def _outcomes(items: Sequence[Unit | BadInput], jobs: int) -> Iterator[_Outcome]:
+    """Outcomes in the order of `items`; with jobs > 1 read by a pool of worker processes.
+
+    Each worker holds one decoded file at a time, so memory stays bounded by `jobs` x the largest file.
+    """
+    if jobs <= 1 or len(items) < 2:
+        yield from map(_process, items)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(jobs, len(items))) as pool:
+        yield from pool.imap(_process, items, chunksize=1)
+
+
+def default_jobs() -> int:
+    """Worker processes used unless told otherwise: the CPUs, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def read_all(
     items: Sequence[Unit | BadInput],
     strict: bool = False,
     on_bad: Callable[[BadInput], None] | None = None,
     on_done: Callable[[Unit | BadInput], None] | None = None,
+    jobs: int = 1,
 ) -> IngestResult:
-    """Read discovered units one at a time. Bad inputs are collected (StrictStop when strict)."""
+    """Read discovered items. Bad inputs are collected (StrictStop at the first when strict)."""
     result = IngestResult()
-    for item in items:
-        try:
-            if isinstance(item, BadInput):
-                if strict:
-                    raise StrictStop(item)
-                result.bad.append(item)
-                if on_bad is not None:
-                    on_bad(item)
-                continue
-            try:
-                records = _read_unit(item)
-            except Exception as exc:  # one unusable input must never stop the others
-                reason = (
-                    str(exc)
-                    if isinstance(exc, InputError)
-                    else f"cannot analyze ({type(exc).__name__}: {exc})"
-                )
-                bad = BadInput(item.file or Path(str(item.hints.get("point_file", "?"))), reason)
-                if strict:
-                    raise StrictStop(bad) from None
-                result.bad.append(bad)
-                if on_bad is not None:
-                    on_bad(bad)
-                error_row = _error_record(item, reason)
-                if error_row is not None:
-                    result.records.append(error_row)
-                continue
-            if item.file is not None:
-                result.files_read += 1
-            result.records.extend(records)
-        finally:
+    outcomes = _outcomes(items, jobs)
+    try:
+        for item, outcome in zip(items, outcomes, strict=True):
             if on_done is not None:
                 on_done(item)
+            if outcome.bad is not None:
+                if strict:
+                    raise StrictStop(outcome.bad)
+                result.bad.append(outcome.bad)
+                if on_bad is not None:
+                    on_bad(outcome.bad)
+            result.records.extend(outcome.records)
+            result.files_read += outcome.file_read
+    finally:
+        outcomes.close()  # stops the worker pool at once when strict mode stops early
     return result
 
 
-def ingest(paths: Iterable[Path], strict: bool = False) -> IngestResult:
+def ingest(paths: Iterable[Path], strict: bool = False, jobs: int = 1) -> IngestResult:
     """Discover and read everything under `paths`."""
-    return read_all(list(discover(list(paths))), strict=strict)
+    return read_all(list(discover(list(paths))), strict=strict, jobs=jobs)

@@ -75,7 +75,7 @@ def parse(path: Path, data: bytes | bytearray) -> Any:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
             raise InputError(f"not valid YAML{where}") from None
-    if not data.strip():
+    if not data or data.isspace():
         raise InputError("empty document, not JSON")
     try:
         return orjson.loads(data)

@@ -1,0 +1,49 @@
+# kvbench: the two commands that do all set-up on a fresh machine are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLAYBOOK := $(BIN)/ansible-playbook
+RESULTS := results
+
+.PHONY: venv demo test test-fast test-roles test-e2e lint analyze teardown render clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## demo: a real sweep on this machine (vLLM CPU build, tiny model, GuideLLM, Redis, Valkey, PCP), then analysis.
+demo: venv
+	$(PLAYBOOK) sweep.yml -i inventory/local $(DEMO_ARGS) || { rc=$$?; $(PLAYBOOK) playbooks/teardown.yml -i inventory/local; exit $$rc; }
+	$(BIN)/kvbench analyze $(RESULTS)/latest --out $(RESULTS)/latest/analysis
+
+## test: everything CI runs — lint, fast tests, real services through Ansible, and a shortened real sweep.
+test: venv lint
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not e2e and not roles"
+
+test-roles: venv
+	$(BIN)/python -m pytest -q -m roles
+
+test-e2e: venv
+	$(BIN)/python -m pytest -q -m e2e
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-lint --offline --profile production -q
+
+analyze: venv
+	$(BIN)/kvbench analyze $(RESULTS)/latest --out $(RESULTS)/latest/analysis
+
+teardown: venv
+	$(PLAYBOOK) playbooks/teardown.yml -i inventory/local
+
+clean:
+	rm -rf $(VENV) .work build *.egg-info

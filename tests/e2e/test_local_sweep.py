@@ -1,0 +1,172 @@
+"""A real sweep on this machine: vLLM (CPU build) serving the tiny model, GuideLLM, Redis, Valkey, PCP.
+
+The same path `make demo` takes, shortened. These tests check behaviour, never speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.conftest import BIN, REPO, ansible_env, run_playbook
+
+pytestmark = pytest.mark.e2e
+
+SHORT = ["concurrency=2,3", "duration_s=8", "prefix_tokens=256", "prompt_tokens=32", "output_tokens=16",
+         "turns=2", "redis_password=kvbench-test-secret-r", "valkey_password=kvbench-test-secret-v"]
+SERVICES = ("kvbench-vllm", "kvbench-kv-indexer", "kvbench-pmlogger", "kvbench-redis", "kvbench-valkey")
+STATE = REPO / ".work" / "state"
+
+
+def sweep(results: Path, *extra: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    args = ["-i", "inventory/local", "-e", f"results_dir={results}"]
+    for item in [*SHORT, *extra]:
+        args += ["-e", item]
+    return run_playbook("sweep.yml", *args, timeout=timeout)
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def running_services() -> list[str]:
+    alive = []
+    for name in SERVICES:
+        pidfile = STATE / "services" / f"{name}.pid"
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text()), 0)
+                alive.append(name)
+            except (ProcessLookupError, ValueError):
+                pass
+    return alive
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("results")
+    result = sweep(results)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert "kvbench-test-secret" not in result.stdout + result.stderr
+    return (results / "latest").resolve()
+
+
+def test_manifest_says_what_ran(demo_run):
+    manifest = load(demo_run / "manifest.json")
+    assert manifest["status"] == "complete"
+    assert manifest["versions"]["vllm"].startswith("0.32")
+    assert manifest["versions"]["guidellm"].startswith("0.8")
+    assert len(manifest["harness"]["commit"]) == 40 and isinstance(manifest["harness"]["dirty"], bool)
+    host = manifest["hosts"]["localhost"]
+    assert host["cpu_model"] and host["memory_gib"] > 0
+    assert {s["name"] for s in manifest["resolved_scenarios"]} >= {"no-offload", "llm-d-redis"}
+    phases = {p["phase"] for p in manifest["phases"]}
+    assert {"scenario", "server_start"} <= phases
+
+
+def test_every_point_is_ok_or_skipped_with_a_reason(demo_run):
+    records = [load(p) for p in demo_run.glob("*/c*-r*/point.json")]
+    assert len(records) == 8 * 2
+    for record in records:
+        if record["scenario"] in ("no-offload", "llm-d-inmem", "llm-d-redis", "llm-d-valkey"):
+            assert record["status"] == "ok", record
+            assert record["validity"]["cache_reset_verified"] is True
+        else:
+            assert record["status"] == "skipped" and record["reason"], record
+
+
+def test_guidellm_reports_and_metrics_show_prefix_cache_hits(demo_run):
+    for point in demo_run.glob("no-offload/c*-r1"):
+        report = json.loads(zstandard.ZstdDecompressor().decompressobj().decompress(
+            (point / "guidellm.json.zst").read_bytes()))
+        assert report["benchmarks"], point
+        before = (point / "metrics" / "localhost-before.prom").read_text()
+        after = (point / "metrics" / "localhost-after.prom").read_text()
+        hits = metric(after, "vllm:prefix_cache_hits_total") - metric(before, "vllm:prefix_cache_hits_total")
+        assert hits > 0, point
+        assert load(point / "point.json")["validity"]["prefix_cache_hits_delta"] == hits
+
+
+def test_index_scenarios_fill_their_store(demo_run):
+    for name in ("llm-d-inmem", "llm-d-redis", "llm-d-valkey"):
+        for point in demo_run.glob(f"{name}/c*-r1/point.json"):
+            validity = load(point)["validity"]
+            assert validity["index_keys_after"] > 0, (name, validity)
+
+
+def test_vllm_started_once_per_scenario_and_nothing_is_left_running(demo_run):
+    for name in ("no-offload", "llm-d-inmem", "llm-d-redis", "llm-d-valkey"):
+        assert load(demo_run / name / "scenario.json")["vllm_starts"] == 1
+    assert running_services() == []
+
+
+def test_checksums_cover_the_fetched_artifacts(demo_run):
+    result = subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=demo_run, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = (demo_run / "SHA256SUMS").read_text()
+    assert "no-offload/c0002-r1/guidellm.json.zst" in listed
+
+
+def test_no_secret_reaches_results(demo_run):
+    for path in demo_run.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".log", ".prom", ".jsonl"):
+            assert "kvbench-test-secret" not in path.read_text(errors="ignore"), path
+
+
+def test_analyzer_reads_the_run(demo_run, tmp_path):
+    result = subprocess.run([str(BIN / "kvbench"), "analyze", str(demo_run), "--out", str(tmp_path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    peaks = (tmp_path / "peak_throughput_all.csv").read_text()
+    assert "no-offload" in peaks and "llm-d-redis" in peaks
+
+
+def test_killing_vllm_mid_point_fails_that_point_and_a_rerun_fills_it_in(tmp_path):
+    results = tmp_path / "results"
+    args = ["-i", "inventory/local", "-e", f"results_dir={results}", "-e", "scenarios=no-offload"]
+    for item in [*SHORT, "duration_s=20"]:
+        args += ["-e", item]
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "sweep.yml", *args], cwd=REPO, env=ansible_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Wait until GuideLLM is measuring the first point, then kill the server's whole process group.
+        deadline = time.monotonic() + 900
+        pidfile = STATE / "services" / "kvbench-vllm.pid"
+        while time.monotonic() < deadline:
+            busy = subprocess.run(["pgrep", "-f", "guidellm.*run"], capture_output=True, text=True, check=False)
+            if busy.returncode == 0 and pidfile.exists():
+                break
+            assert proc.poll() is None, "the sweep ended before the first point ran"
+            time.sleep(1)
+        else:
+            pytest.fail("GuideLLM never started")
+        os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+        output, _ = proc.communicate(timeout=1200)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = (results / "latest").resolve()
+    first = load(run / "no-offload" / "c0002-r1" / "point.json")
+    second = load(run / "no-offload" / "c0003-r1" / "point.json")
+    assert first["status"] == "failed" and first["reason"], output[-4000:]
+    assert second["status"] == "ok" and second["validity"]["server_restarted"] is True, output[-4000:]
+    assert running_services() == []
+
+    rerun = run_playbook("sweep.yml", *args, timeout=1800)
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    assert load(run / "no-offload" / "c0002-r1" / "point.json")["status"] == "ok"
+    # The point already recorded ok was not measured again.
+    assert load(run / "no-offload" / "c0003-r1" / "point.json")["started_at"] == second["started_at"]
