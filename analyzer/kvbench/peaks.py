@@ -27,6 +27,7 @@ AT_PEAK = (
     "itl_ms_mean",
     "latency_s_mean",
 )
+_BASELINE_COLUMNS = ("delta_vs_baseline_pct", "baseline_scenario", "baseline_peak_output_tok_s")
 PEAK_COLUMNS: tuple[str, ...] = (
     "model",
     "scenario",
@@ -87,9 +88,6 @@ def peak_table(frame: pd.DataFrame, baseline: str = "no-offload") -> pd.DataFram
         key=lambda i: (model_sort_key(peaks.at[i, "model"]), scenario_sort_key(peaks.at[i, "scenario"])),
     )
     return peaks.iloc[order].reset_index(drop=True)
-
-
-_BASELINE_COLUMNS = ("delta_vs_baseline_pct", "baseline_scenario", "baseline_peak_output_tok_s")
 
 
 def models_without_baseline(peaks: pd.DataFrame, baseline: str) -> list[str]:

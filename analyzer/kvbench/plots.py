@@ -326,6 +326,12 @@ def delta_heatmap(peaks: pd.DataFrame, out: Path, baseline: str) -> Path:
     )
     ax = fig.subplots()
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
+    if not scenarios:
+        ax.text(0.5, 0.5, f"No scenario besides {baseline} to compare", ha="center", va="center")
+        ax.set_axis_off()
+        path = out / HEATMAP_FIGURE
+        fig.savefig(path, dpi=DPI)
+        return path
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
     for i in range(len(models)):
         for j in range(len(scenarios)):

@@ -142,16 +142,12 @@ def latency_at_peak(peaks: pd.DataFrame) -> str:
 
 
 def _inputs_section(frame: pd.DataFrame, bad: Sequence[BadInput], files_read: int) -> str:
-    status_counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
+    counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
+    breakdown = ", ".join(f"{status}: {count}" for status, count in sorted(counts.items()))
     lines = [
-        f"- Result files read: {files_read}; rows: {len(frame)} "
-        + "("
-        + ", ".join(f"{k}: {v}" for k, v in sorted(status_counts.items()))
-        + ")"
-        if status_counts
-        else f"- Result files read: {files_read}; rows: 0",
+        f"- Result files read: {files_read}; rows: {len(frame)}" + (f" ({breakdown})" if breakdown else "")
     ]
-    versions = sorted({str(v) for v in frame.get("guidellm_version", pd.Series(dtype=object)).dropna()})
+    versions = sorted({str(v) for v in frame["guidellm_version"].dropna()}) if not frame.empty else []
     if versions:
         lines.append(f"- GuideLLM versions: {', '.join(versions)}")
     not_ok = frame[frame["status"] != "ok"] if not frame.empty else frame

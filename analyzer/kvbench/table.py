@@ -87,7 +87,11 @@ def build_table(records: Iterable[dict[str, Any]], warn: TextIO = sys.stderr) ->
     _renumber_duplicates(rows, warn)
     frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
     for column in INT_COLUMNS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+        values = pd.to_numeric(frame[column], errors="coerce")
+        whole = values.dropna()
+        if (whole == whole.round()).all():  # integers stay integers (nullable); others stay floats
+            values = values.astype("Int64")
+        frame[column] = values
     if frame.empty:
         return frame
     order = sorted(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+import zstandard
 from analyzer_fixtures import SAMPLE_053, SAMPLE_081, SAMPLES, read_zst_json, template
 from kvbench.ingest import ingest
 
@@ -121,3 +122,22 @@ def test_sample_tree_cli(tmp_path: Path, run_analyze) -> None:
     # no no-offload scenario among loose files: deltas are empty and the user is told so
     assert peaks["delta_vs_baseline_pct"].isna().all()
     assert "baseline scenario 'no-offload' is not in the results" in run.stderr
+
+
+def test_zstd_written_by_streams_and_in_several_frames(tmp_path: Path) -> None:
+    """Files compressed by a pipe (no size in the header) or in several frames (zstd of appended parts)."""
+    data = json.dumps(read_zst_json(SAMPLE_081)).encode()
+    streamed = tmp_path / "streamed.json.zst"
+    streamed.write_bytes(zstandard.ZstdCompressor(write_content_size=False).compress(data))
+    frames = tmp_path / "frames.json.zst"
+    half = len(data) // 2
+    frames.write_bytes(
+        zstandard.ZstdCompressor().compress(data[:half]) + zstandard.ZstdCompressor().compress(data[half:])
+    )
+    reference = ingest([SAMPLE_081]).records
+    for path in (streamed, frames):
+        result = ingest([path])
+        assert result.bad == [], path
+        assert [r["output_tok_s_successful"] for r in result.records] == [
+            r["output_tok_s_successful"] for r in reference
+        ]

@@ -161,3 +161,19 @@ def test_same_point_twice_becomes_a_second_repetition(tmp_path: Path, run_analyz
     assert list(metrics["repetition"]) == [1, 2]
     assert "kept as repetition 2" in result.stderr
     assert result.csv("peak_throughput_all.csv").iloc[0]["peak_output_tok_s"] == 105.0
+
+
+def test_kvbench_point_without_record_takes_identity_from_its_path(tmp_path: Path) -> None:
+    run = KvbenchRun(tmp_path / "results", "Qwen3-14B")
+    point = run.point("llm-d-valkey", Level(150, 64.0), repetition=2)
+    (point / "point.json").unlink()  # the run was interrupted before the record was written
+    (record,) = ingest([tmp_path / "results"]).records
+    assert (record["model"], record["scenario"], record["concurrency"], record["repetition"]) == (
+        "Qwen3-14B",
+        "llm-d-valkey",
+        150.0,
+        2.0,
+    )
+    assert record["status"] == "ok"
+    assert "no point.json" in record["reason"]
+    assert record["output_tok_s_successful"] == 64.0

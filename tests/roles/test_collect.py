@@ -18,7 +18,9 @@ PLAYBOOK = REPO / "tests" / "roles" / "playbooks" / "collect.yml"
 pytestmark = pytest.mark.roles
 
 
-def run_collect(tmp_path: Path, extra_vars: dict[str, Any], hosts: str = "localhost,") -> subprocess.CompletedProcess:
+def run_collect(
+    tmp_path: Path, extra_vars: dict[str, Any], hosts: str = "localhost,"
+) -> subprocess.CompletedProcess:
     vars_file = tmp_path / f"vars-{len(list(tmp_path.glob('vars-*.json')))}.json"
     vars_file.write_text(json.dumps(extra_vars))
     env = os.environ | {
@@ -171,7 +173,11 @@ def test_two_hosts_at_once_keep_both_lines(tmp_path: Path, sources: Path) -> Non
         tmp_path,
         {
             "collect_items": [
-                {"src": str(sources / "report.json"), "dest": "server-{{ inventory_hostname }}.log", "compress": True}
+                {
+                    "src": str(sources / "report.json"),
+                    "dest": "server-{{ inventory_hostname }}.log",
+                    "compress": True,
+                }
             ],
             "collect_dest": str(run_dir / "scenario"),
             "collect_run_dir": str(run_dir),

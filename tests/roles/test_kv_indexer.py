@@ -89,7 +89,9 @@ def redis_dbsize(address: str) -> int:
     return int(out.stdout.strip())
 
 
-def test_indexer_tracks_kv_events(vllm_venv: Path, tiny_model: Path, redis_store: str | None, tmp_path: Path) -> None:
+def test_indexer_tracks_kv_events(
+    vllm_venv: Path, tiny_model: Path, redis_store: str | None, tmp_path: Path
+) -> None:
     pid = os.getpid()
     port, ev_port, replay_port = free_port(), free_port(), free_port()
     services = str(tmp_path / "services")
@@ -111,9 +113,17 @@ def test_indexer_tracks_kv_events(vllm_venv: Path, tiny_model: Path, redis_store
         "vllm_port": port,
         "vllm_service_name": f"kvbench-vllm-idx-{pid}",
         "vllm_work_dir": str(tmp_path / "vllm"),
-        "vllm_args": ["--max-num-seqs", "8", "--block-size", "128", "--enforce-eager",
-                      "--kv-events-config", json.dumps(kv_events, separators=(",", ":")),
-                      "--prefix-caching-hash-algo", "sha256_cbor"],  # fmt: skip
+        "vllm_args": [
+            "--max-num-seqs",
+            "8",
+            "--block-size",
+            "128",
+            "--enforce-eager",
+            "--kv-events-config",
+            json.dumps(kv_events, separators=(",", ":")),
+            "--prefix-caching-hash-algo",
+            "sha256_cbor",
+        ],
         "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1"},
         "vllm_ready_timeout": 300,
         "vllm_reset_verify": False,
@@ -128,8 +138,12 @@ def test_indexer_tracks_kv_events(vllm_venv: Path, tiny_model: Path, redis_store
         "service_unit_dir": services,
     }
     indexers: dict[str, dict[str, Any]] = {
-        "inmem": {**common, "kv_indexer_store": "inmem", "kv_indexer_service_name": f"kvbench-kv-indexer-mem-{pid}",
-                  "kv_indexer_work_dir": str(tmp_path / "idx-mem")},  # fmt: skip
+        "inmem": {
+            **common,
+            "kv_indexer_store": "inmem",
+            "kv_indexer_service_name": f"kvbench-kv-indexer-mem-{pid}",
+            "kv_indexer_work_dir": str(tmp_path / "idx-mem"),
+        },
     }
     if redis_store is not None:
         indexers["redis"] = {
@@ -158,7 +172,9 @@ def test_indexer_tracks_kv_events(vllm_venv: Path, tiny_model: Path, redis_store
         assert changed_count(indexer("inmem", ["main"])["stdout"]) == 0
         for kind in indexers:
             indexer(kind, ["start"])
-        outputs.append(ok(ansible_playbook("vllm_entry.yml", {**vllm, "entries": ["start", "wait_ready"]}, tmp_path)))
+        outputs.append(
+            ok(ansible_playbook("vllm_entry.yml", {**vllm, "entries": ["start", "wait_ready"]}, tmp_path))
+        )
 
         for k in range(3):  # three distinct prompts of three full 128-token blocks each
             completion(port, "tiny", [200 + 7 * k + (i % 250) for i in range(400)])

@@ -42,12 +42,19 @@ def ansible_playbook(playbook: str, extra: dict[str, Any], tmp: Path) -> subproc
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
     }
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(PLAYBOOKS / playbook)]
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        "localhost,",
+        str(PLAYBOOKS / playbook),
+    ]
     return subprocess.run([*cmd, "-e", f"@{vars_file}"], env=env, cwd=REPO, text=True, capture_output=True)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"ansible-playbook failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"ansible-playbook failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
@@ -213,8 +220,16 @@ def test_server_lifecycle_metrics_and_cache_reset(vllm_venv: Path, tiny_model: P
         "vllm_port": port,
         "vllm_service_name": name,
         "vllm_work_dir": str(work),
-        "vllm_args": ["--tensor-parallel-size", "1", "--max-num-seqs", "8", "--block-size", "128",
-                      "--enable-prefix-caching", "--enforce-eager"],  # fmt: skip
+        "vllm_args": [
+            "--tensor-parallel-size",
+            "1",
+            "--max-num-seqs",
+            "8",
+            "--block-size",
+            "128",
+            "--enable-prefix-caching",
+            "--enforce-eager",
+        ],
         "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1"},
         "vllm_hf_token": "hf_test_token_not_logged",
         "vllm_ready_timeout": 300,
@@ -235,8 +250,14 @@ def test_server_lifecycle_metrics_and_cache_reset(vllm_venv: Path, tiny_model: P
         assert oct(env_file.stat().st_mode & 0o777) == "0o600"
         assert "VLLM_SERVER_DEV_MODE" in env_file.read_text()
         before = facts["vllm_metrics"]
-        assert set(before) >= {"prefix_cache_queries", "prefix_cache_hits", "kv_cache_usage_perc",
-                               "num_requests_running", "num_preemptions", "prompt_tokens_cached"}  # fmt: skip
+        assert set(before) >= {
+            "prefix_cache_queries",
+            "prefix_cache_hits",
+            "kv_cache_usage_perc",
+            "num_requests_running",
+            "num_preemptions",
+            "prompt_tokens_cached",
+        }
 
         prompt = [100 + (i % 300) for i in range(400)]  # three full 128-token blocks
         for _ in range(2):

@@ -135,6 +135,7 @@ def _read_unit(unit: Unit) -> list[dict[str, Any]]:
         record = _empty_record()
         record.update(status=status, reason=unit.hints.get("reason") or f"point {status}")
         return [_identify(unit, record, {})]
+    note = unit.hints.get("reason") if unit.layout == "kvbench" else None
     assert unit.file is not None
     if not unit.file.is_file():
         raise InputError("GuideLLM result file is missing")
@@ -143,7 +144,7 @@ def _read_unit(unit: Unit) -> list[dict[str, Any]]:
     labels = report_labels(doc)
     del doc  # per-request samples go now: memory stays bounded by one file
     for record in records:
-        record.update(status="ok", reason=None)
+        record.update(status="ok", reason=note)
         _identify(unit, record, labels)
     return records
 

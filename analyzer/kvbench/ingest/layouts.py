@@ -28,10 +28,12 @@ from kvbench.ingest.reader import is_result_name
 POINT_FILE = "point.json"
 ORIGINAL_RESULT_NAMES = ("guidellm-results.json.zst", "guidellm-results.json", "guidellm-results.yaml")
 ORIGINAL_CONFIG = "benchmark-config.txt"
+KVBENCH_RESULT_NAMES = ("guidellm.json.zst", "guidellm.json")
 # Files of this project's layout that are not GuideLLM reports.
 NOT_RESULTS = frozenset({"manifest.json", "scenario.json", POINT_FILE})
 SKIP_DIRS = frozenset({"pcp", "pcp-archives", "metrics", "__pycache__"})
 
+_POINT_DIR_RE = re.compile(r"^c(?P<concurrency>\d+)-r(?P<repetition>\d+)$")
 _ORIGINAL_DIR_RE = re.compile(
     r"^(?P<hardware>[^_]+)_(?P<software>[^_]+)_(?P<model>[^_]+)_(?P<scenario>.+?)"
     r"(?:_replica(?P<replicas>\d+))?(?:_rate(?P<rate>\d+))?$"
@@ -118,6 +120,27 @@ def _original_point(point_dir: Path, result_name: str) -> Unit:
     return Unit("original", point_dir / result_name, hints, config)
 
 
+def _point_without_record(point_dir: Path, file_name: str, manifest: Mapping[str, Any]) -> Unit | None:
+    """A point directory of this project's layout whose point.json was never written (interrupted run)."""
+    match = _POINT_DIR_RE.match(point_dir.name)
+    if match is None:
+        return None
+    model = manifest.get("model")
+    if isinstance(model, Mapping):
+        model = model.get("name")
+    hints = {
+        "model": str(model) if model else "unknown",
+        "scenario": point_dir.parent.name,
+        "concurrency": int(match["concurrency"]),
+        "repetition": int(match["repetition"]),
+        "status": "ok",
+        "reason": "no point.json; model, scenario and point taken from the path",
+        "run": manifest.get("run_id"),
+        "point_file": point_dir / POINT_FILE,
+    }
+    return Unit("kvbench", point_dir / file_name, hints)
+
+
 def _scenario_without_points(scenario_dir: Path, manifest: Mapping[str, Any]) -> Unit | None:
     """A row for a scenario that the harness skipped or failed before any point ran."""
     try:
@@ -161,6 +184,14 @@ def _walk(root: Path) -> Iterator[Unit | BadInput]:
             except InputError as exc:
                 yield BadInput(here / POINT_FILE, str(exc))
             continue
+        run_manifest = manifests.get(here.parent.parent)
+        kvbench_result = next((n for n in KVBENCH_RESULT_NAMES if n in names), None)
+        if run_manifest is not None and kvbench_result is not None:
+            unit = _point_without_record(here, kvbench_result, run_manifest)
+            if unit is not None:
+                dirnames[:] = []
+                yield unit
+                continue
         result_name = next((n for n in ORIGINAL_RESULT_NAMES if n in names), None)
         if result_name is not None:
             dirnames[:] = []

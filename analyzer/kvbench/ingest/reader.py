@@ -1,7 +1,8 @@
 """Decode one result file: JSON, zstd-compressed JSON or YAML, one file at a time.
 
-Decompression streams the compressed file in chunks into one buffer that is parsed with orjson and
-then dropped, so memory is bounded by the largest file.
+A file is decompressed into one buffer (in one step when its frame header gives the size, else
+streaming), parsed with orjson, reduced to summary records and dropped, so memory is bounded by the
+largest file.
 """
 
 from __future__ import annotations
@@ -37,31 +38,38 @@ def read_bytes(path: Path) -> bytes | bytearray:
         raise InputError(f"cannot read: {exc.strerror or exc}") from None
 
 
-def _read_zstd(path: Path) -> bytearray:
+def _read_zstd(path: Path) -> bytes | bytearray:
+    raw = path.read_bytes()  # compressed: a small fraction of what it decodes to
+    if not raw:
+        raise InputError("empty file, not zstd data")
+    try:
+        zstandard.get_frame_parameters(raw)
+    except zstandard.ZstdError:
+        raise InputError("not zstd-compressed data (bad frame header)") from None
+    try:
+        # One frame with its size in the header (what the zstd tool writes): one allocation, no copies.
+        return zstandard.ZstdDecompressor().decompress(raw, allow_extra_data=False)
+    except zstandard.ZstdError:
+        return _read_zstd_stream(raw)
+
+
+def _read_zstd_stream(raw: bytes) -> bytearray:
+    """Streaming decompression: frames without a size, concatenated frames, and precise errors."""
     out = bytearray()
-    with path.open("rb") as handle:
-        first = handle.read(_CHUNK)
-        if not first:
-            raise InputError("empty file, not zstd data")
-        try:
-            zstandard.get_frame_parameters(first)
-        except zstandard.ZstdError:
-            raise InputError("not zstd-compressed data (bad frame header)") from None
-        dobj = zstandard.ZstdDecompressor().decompressobj()
-        chunk = first
-        try:
-            while chunk:
-                out += dobj.decompress(chunk)
-                while dobj.eof and dobj.unused_data:
-                    # Concatenated frames: continue with a fresh decompressor.
-                    rest = dobj.unused_data
-                    dobj = zstandard.ZstdDecompressor().decompressobj()
-                    out += dobj.decompress(rest)
-                chunk = handle.read(_CHUNK)
-        except zstandard.ZstdError as exc:
-            raise InputError(f"corrupt zstd data ({exc})") from None
-        if not dobj.eof:
-            raise InputError(f"truncated zstd data (stream ends inside a frame after {len(out)} bytes)")
+    view = memoryview(raw)
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        for start in range(0, len(view), _CHUNK):
+            out += dobj.decompress(view[start : start + _CHUNK])
+            while dobj.eof and dobj.unused_data:
+                # Concatenated frames: continue with a fresh decompressor.
+                rest = dobj.unused_data
+                dobj = zstandard.ZstdDecompressor().decompressobj()
+                out += dobj.decompress(rest)
+    except zstandard.ZstdError as exc:
+        raise InputError(f"corrupt zstd data ({exc})") from None
+    if not dobj.eof:
+        raise InputError(f"truncated zstd data (stream ends inside a frame after {len(out)} bytes)")
     return out
 
 
