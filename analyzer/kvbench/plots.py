@@ -141,16 +141,46 @@ def _bar_panel(
     ax.set_axisbelow(True)
 
 
-def _legend_below(fig: Figure, handles: list[object], columns: int) -> None:
-    fig.legend(
-        handles=handles,
-        title="Scenario",
-        loc="lower center",
-        ncol=min(columns, 8),
-        frameon=False,
-        fontsize=9,
-        title_fontsize=9,
-    )
+class _Layout:
+    """Margins in inches for a grid of equal panels, so no extra layout pass is needed when saving."""
+
+    def __init__(
+        self,
+        rows: int,
+        cols: int,
+        panel: tuple[float, float],
+        left: float,
+        right: float,
+        top: float,
+        bottom: float,
+        gap: tuple[float, float],
+    ) -> None:
+        width = left + right + cols * panel[0] + (cols - 1) * gap[0]
+        height = top + bottom + rows * panel[1] + (rows - 1) * gap[1]
+        self.size = (width, height)
+        self.adjust = {
+            "left": left / width,
+            "right": 1 - right / width,
+            "top": 1 - top / height,
+            "bottom": bottom / height,
+            "wspace": gap[0] / panel[0],
+            "hspace": gap[1] / panel[1],
+        }
+
+    def figure(self) -> Figure:
+        fig = Figure(figsize=self.size)
+        fig.subplots_adjust(**self.adjust)
+        return fig
+
+
+def _tick_band(names: Sequence[str], rotation: float = 40.0) -> float:
+    """Inches taken below an axes by rotated tick labels of these names (fontsize 8)."""
+    longest = max((len(n) for n in names), default=4)
+    return 0.15 + 0.06 * longest * math.sin(math.radians(rotation))
+
+
+def _legend_rows(count: int, per_row: int) -> int:
+    return max(1, math.ceil(count / per_row))
 
 
 def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str) -> Path:
@@ -158,7 +188,21 @@ def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str)
     models = order_models(peaks["model"])
     scenarios_all = order_scenarios(peaks["scenario"])
     rows, cols = _grid(len(models))
-    fig = Figure(figsize=(max(4.2 * cols, 6.0), 4.3 * rows + 1.1), layout="constrained")
+    band = _tick_band(scenarios_all)
+    handles = style.legend_handles(scenarios_all)
+    handles.append(Line2D([], [], color="black", linestyle="--", linewidth=0.8, label=f"{baseline} peak"))
+    per_row = 5
+    layout = _Layout(
+        rows,
+        cols,
+        panel=(max(3.6, 0.5 * len(scenarios_all) + 0.6), 3.0),
+        left=0.8,
+        right=0.25,
+        top=0.85,
+        bottom=band + 0.3 + 0.28 * _legend_rows(len(handles), per_row),
+        gap=(0.7, band + 0.55),
+    )
+    fig = layout.figure()
     axes = _axes(fig, rows, cols)
     for index, (ax, model) in enumerate(zip(axes, models, strict=False)):
         sub = peaks[peaks["model"] == model].set_index("scenario")
@@ -167,8 +211,7 @@ def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str)
         labels = []
         for s in scenarios:
             delta = sub.at[s, "delta_vs_baseline_pct"]
-            concurrency = sub.at[s, "optimal_concurrency"]
-            text = f"{sub.at[s, 'peak_output_tok_s']:.1f}\n@{concurrency}"
+            text = f"{sub.at[s, 'peak_output_tok_s']:.1f}\n@{sub.at[s, 'optimal_concurrency']}"
             if s != baseline and not pd.isna(delta):
                 text += f"\n{delta:+.1f}%"
             labels.append(text)
@@ -192,13 +235,18 @@ def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str)
     for ax in axes[len(models) :]:
         ax.set_visible(False)
     fig.suptitle(
-        "Peak output throughput per scenario (successful requests; label: tok/s, @optimal concurrency, "
-        f"change vs {baseline}; dashed line: {baseline})",
+        "Peak output throughput per scenario (successful requests)\n"
+        f"bar label: tok/s, @optimal concurrency, change vs {baseline}",
         fontsize=10,
     )
-    handles = style.legend_handles(scenarios_all)
-    handles.append(Line2D([], [], color="black", linestyle="--", linewidth=0.8, label=f"{baseline} peak"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=9)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), per_row),
+        fontsize=9,
+        frameon=False,
+    )
     path = out / PEAK_FIGURE
     fig.savefig(path, dpi=DPI)
     return path
@@ -211,7 +259,11 @@ def throughput_curves(frame: pd.DataFrame, peaks: pd.DataFrame, style: Style, ou
     for model in order_models(usable["model"]):
         data = usable[usable["model"] == model]
         scenarios = order_scenarios(data["scenario"])
-        fig = Figure(figsize=(9.5, 5.6), layout="constrained")
+        legend_width = 0.9 + 0.075 * max(len(s) for s in scenarios)
+        layout = _Layout(
+            1, 1, panel=(7.4, 4.6), left=0.85, right=legend_width + 0.3, top=0.45, bottom=0.7, gap=(0, 0)
+        )
+        fig = layout.figure()
         ax = fig.subplots()
         for scenario in scenarios:
             sub = data[data["scenario"] == scenario]
@@ -262,7 +314,7 @@ def throughput_curves(frame: pd.DataFrame, peaks: pd.DataFrame, style: Style, ou
                 label="peak",
             )
         )
-        ax.legend(handles=handles, title="Scenario", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+        ax.legend(handles=handles, title="Scenario", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
         path = out / curve_figure_name(model)
         fig.savefig(path, dpi=DPI)
         paths.append(path)
@@ -274,7 +326,19 @@ def latency_comparison(peaks: pd.DataFrame, style: Style, out: Path) -> Path:
     models = order_models(peaks["model"])
     scenarios_all = order_scenarios(peaks["scenario"])
     cols = max(1, len(models))
-    fig = Figure(figsize=(max(3.8 * cols, 6.0), 8.2), layout="constrained")
+    band = _tick_band(scenarios_all)
+    per_row = 8
+    layout = _Layout(
+        2,
+        cols,
+        panel=(max(3.2, 0.45 * len(scenarios_all) + 0.4), 2.8),
+        left=0.8,
+        right=0.25,
+        top=0.75,
+        bottom=band + 0.3 + 0.28 * _legend_rows(len(scenarios_all), per_row),
+        gap=(0.75, band + 0.55),
+    )
+    fig = layout.figure()
     grid = fig.subplots(2, cols, squeeze=False)
     metrics = (
         ("ttft_ms_mean_at_peak", "Mean TTFT at peak (ms)", "{:,.0f}"),
@@ -299,11 +363,18 @@ def latency_comparison(peaks: pd.DataFrame, style: Style, out: Path) -> Path:
                 f"{model}: {'TTFT' if row == 0 else 'TPOT'}",
             )
     fig.suptitle(
-        "Latency at each scenario's peak throughput (successful requests; label: value, @concurrency)",
-        fontsize=11,
+        "Latency at each scenario's peak throughput (successful requests)\nbar label: value, @concurrency",
+        fontsize=10,
     )
     handles = style.legend_handles(scenarios_all)
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=9)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), per_row),
+        fontsize=9,
+        frameon=False,
+    )
     path = out / LATENCY_FIGURE
     fig.savefig(path, dpi=DPI)
     return path
@@ -321,9 +392,18 @@ def delta_heatmap(peaks: pd.DataFrame, out: Path, baseline: str) -> Path:
                 matrix[i, j] = float(match["delta_vs_baseline_pct"].iloc[0])
     finite = matrix[np.isfinite(matrix)]
     limit = max(5.0, float(np.ceil(np.abs(finite).max() / 5.0) * 5.0)) if finite.size else 5.0
-    fig = Figure(
-        figsize=(max(1.35 * len(scenarios) + 3.5, 6.5), 0.75 * len(models) + 2.6), layout="constrained"
+    band = _tick_band(scenarios, rotation=30)
+    layout = _Layout(
+        1,
+        1,
+        panel=(max(1.3 * len(scenarios), 4.0), max(0.7 * len(models), 1.4)),
+        left=0.6 + 0.08 * max((len(m) for m in models), default=6),
+        right=1.4,
+        top=0.5,
+        bottom=band + 0.85,
+        gap=(0, 0),
     )
+    fig = layout.figure()
     ax = fig.subplots()
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
     if not scenarios:
@@ -346,15 +426,18 @@ def delta_heatmap(peaks: pd.DataFrame, out: Path, baseline: str) -> Path:
     ax.set_xlabel("Scenario")
     ax.set_ylabel("Model")
     ax.set_title(f"Peak output throughput: change vs {baseline} (%)", fontsize=12, fontweight="bold")
-    colourbar = fig.colorbar(image, ax=ax)
+    width = layout.size[0]
+    box = layout.adjust
+    colour_axes = fig.add_axes((1 - 1.1 / width, box["bottom"], 0.18 / width, box["top"] - box["bottom"]))
+    colourbar = fig.colorbar(image, cax=colour_axes)
     colourbar.set_label(f"% change vs {baseline} peak")
     legend = [
         Patch(facecolor=cmap(0.9), label="faster than baseline"),
         Patch(facecolor=cmap(0.1), label="slower than baseline"),
         Patch(facecolor="#d9d9d9", label="no data"),
     ]
-    ax.legend(
-        handles=legend, loc="upper left", bbox_to_anchor=(0.0, -0.28), ncol=3, frameon=False, fontsize=8
+    fig.legend(
+        handles=legend, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False, fontsize=8
     )
     path = out / HEATMAP_FIGURE
     fig.savefig(path, dpi=DPI)

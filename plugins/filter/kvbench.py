@@ -20,6 +20,9 @@ except ImportError:  # pragma: no cover - exercised only without ansible install
     ResolveError = ValueError  # type: ignore[assignment,misc]
 
 GIB = 1 << 30
+# Secrets never enter resolved settings (they are recorded in results): configs carry this marker, and the
+# role that writes the real file on the host substitutes the store's password.
+STORE_PASSWORD_MARKER = "${KVBENCH_STORE_PASSWORD}"
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _WHOLE_PLACEHOLDER = re.compile(r"^\{([a-z_][a-z0-9_]*)\}$")
 
@@ -151,6 +154,8 @@ def resolve_scenario(
         "epp_service": settings.get("epp_service", "epp"),
         "server_host": settings.get("server_host", "localhost"),
         "store_address": stores.get(services[0], "") if services else "",
+        "store_password": STORE_PASSWORD_MARKER,
+        "kv_events_replay_port": settings.get("kv_events_replay_port", 5558),
     }
 
     supported = platform in (entry.get("platforms") or [])
@@ -159,7 +164,12 @@ def resolve_scenario(
         skip_reason = (entry.get("unsupported") or {}).get(platform) or f"not supported on platform {platform}"
 
     vllm_version = _version(versions.get("vllm"), "vLLM")
-    lmcache_version = _version(versions.get("lmcache"), "LMCache")
+    # Nodes install LMCache with pip; a preset may name the nearest published wheel where its image's
+    # LMCache has none (lmcache_pip). The catalog keys follow what will run.
+    lmcache_release = versions.get("lmcache")
+    if target == "nodes" and versions.get("lmcache_pip"):
+        lmcache_release = versions["lmcache_pip"]
+    lmcache_version = _version(lmcache_release, "LMCache")
 
     kv_transfer_config = None
     if entry.get("kv_transfer"):
@@ -186,6 +196,9 @@ def resolve_scenario(
             "endpoint": fill(wiring.get("kv_events_endpoint", "tcp://*:{kv_events_port}"), context, name),
             "topic": fill(wiring.get("kv_events_topic", "kv@{server_host}@{served_model_name}"), context, name),
         }
+        if wiring.get("kv_events_replay_endpoint"):
+            # Lets a subscriber that missed events ask for them again (vLLM's replay ROUTER socket).
+            kv_events_config["replay_endpoint"] = fill(wiring["kv_events_replay_endpoint"], context, name)
         store = entry["index"].get("store", "inmem")
         index = {
             "store": store,
@@ -195,6 +208,7 @@ def resolve_scenario(
             "hash_algo": "sha256_cbor",
             "topic_filter": "kv@",
             "endpoint": kv_events_config["endpoint"],
+            "replay_endpoint": kv_events_config.get("replay_endpoint"),
         }
 
     args: list[str] = [
@@ -229,7 +243,7 @@ def resolve_scenario(
         "skip_reason": skip_reason,
         "platform": platform,
         "target": target,
-        "versions": {"vllm": versions.get("vllm"), "lmcache": versions.get("lmcache")},
+        "versions": {"vllm": versions.get("vllm"), "lmcache": lmcache_release},
         "served_model_name": served,
         "block_size": block_size,
         "hash_seed": hash_seed,

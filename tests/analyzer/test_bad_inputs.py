@@ -41,6 +41,8 @@ def damaged_tree(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
     )
     (loose / "bad.yaml").write_text("benchmarks: [unclosed\n")
     (loose / "plain.json.zst").write_text('{"not": "compressed"}')
+    (loose / "deploy.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\n")
+    (loose / "manifests.yaml").write_text("kind: Deployment\n---\nkind: Service\n")
     empty = root / "empty-run"
     empty.mkdir()
     paths = {
@@ -54,6 +56,8 @@ def damaged_tree(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
         "no_benchmarks": loose / "nobench.json",
         "bad_yaml": loose / "bad.yaml",
         "not_zstd": loose / "plain.json.zst",
+        "k8s_manifest": loose / "deploy.yaml",
+        "k8s_manifests": loose / "manifests.yaml",
     }
     return root, paths
 
@@ -69,6 +73,8 @@ EXPECTED_REASONS = {
     "no_benchmarks": "GuideLLM report holds no benchmarks",
     "bad_yaml": "not valid YAML",
     "not_zstd": "not zstd-compressed data",
+    "k8s_manifest": "not a GuideLLM report (no 'benchmarks' list; top-level keys: apiVersion, kind)",
+    "k8s_manifests": "not valid YAML at line 2 (expected a single document in the stream, but found another",
 }
 
 

@@ -284,3 +284,38 @@ def test_server_lifecycle_metrics_and_cache_reset(vllm_venv: Path, tiny_model: P
     assert f"--port {port}" not in ps
     log = (work / "vllm.log").read_text()
     assert "hf_test_token_not_logged" not in log + stop_out
+
+
+def test_wait_ready_fails_with_the_server_log(tmp_path: Path) -> None:
+    """Nothing listens on the port: wait_ready must fail within its timeout and show the log's tail."""
+    log = tmp_path / "vllm.log"
+    log.write_text("INFO starting\nERROR kvbench-marker: model failed to load\n")
+    extra = {
+        "entries": ["wait_ready"],
+        "vllm_port": free_port(),
+        "vllm_model_path": str(tmp_path),
+        "vllm_log_path": str(log),
+        "vllm_ready_timeout": 4,
+        "vllm_ready_poll_interval": 1,
+    }
+    result = ansible_playbook("vllm_entry.yml", extra, tmp_path)
+    assert result.returncode != 0
+    assert "was not ready within 4 s" in result.stdout
+    assert "kvbench-marker: model failed to load" in result.stdout
+
+
+def test_metrics_filter_sums_label_sets_and_nulls_missing() -> None:
+    sys.path.insert(0, str(REPO / "roles" / "vllm" / "filter_plugins"))
+    from vllm_metrics import vllm_parse_metrics
+
+    text = (
+        "# HELP vllm:prefix_cache_queries_total x\n"
+        'vllm:prefix_cache_queries_total{engine="0",model_name="m"} 100.0\n'
+        'vllm:prefix_cache_queries_total{engine="1",model_name="m"} 28.0\n'
+        'vllm:prefix_cache_queries_created{engine="0",model_name="m"} 1.7e9\n'
+        'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.25\n'
+    )
+    parsed = vllm_parse_metrics(text)
+    assert parsed["prefix_cache_queries"] == 128
+    assert parsed["kv_cache_usage_perc"] == 0.25
+    assert parsed["prefix_cache_hits"] is None and parsed["external_prefix_cache_hits"] is None

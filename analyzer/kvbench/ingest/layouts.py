@@ -168,7 +168,11 @@ def _scenario_without_points(scenario_dir: Path, manifest: Mapping[str, Any]) ->
 
 def _walk(root: Path) -> Iterator[Unit | BadInput]:
     manifests: dict[Path, dict[str, Any]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    unreadable: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append):
+        while unreadable:
+            error = unreadable.pop(0)
+            yield BadInput(Path(error.filename or root), f"cannot read directory: {error.strerror or error}")
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         here = Path(dirpath)
         names = set(filenames)
@@ -207,6 +211,8 @@ def _walk(root: Path) -> Iterator[Unit | BadInput]:
             if name in NOT_RESULTS or name.startswith(".") or not is_result_name(name):
                 continue
             yield Unit("loose", here / name)
+    for error in unreadable:
+        yield BadInput(Path(error.filename or root), f"cannot read directory: {error.strerror or error}")
 
 
 def discover(paths: list[Path]) -> Iterator[Unit | BadInput]:

@@ -81,8 +81,11 @@ def parse(path: Path, data: bytes | bytearray) -> Any:
             return yaml.load(bytes(data), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
+            words = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+            problem = ", ".join(w for w in words if w)
             where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise InputError(f"not valid YAML{where}") from None
+            detail = f" ({problem})" if problem else ""
+            raise InputError(f"not valid YAML{where}{detail}") from None
     if not data or data.isspace():
         raise InputError("empty document, not JSON")
     try:

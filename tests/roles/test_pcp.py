@@ -1,0 +1,194 @@
+"""The pcp role, driven by real ansible-playbook runs: real pmcd, real pmlogger, real archives.
+
+Each test uses its own state directory, service_unit directory, archive and logger name, and stops the
+logger it started in a finalizer, also when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.roles
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
+RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+# A pmdumplog record header: "10:52:50.001739 1 metric".
+RECORD = re.compile(r"^\d\d:\d\d:\d\d\.\d+\s+\d+\s+metrics?$", re.M)
+PCP_ENV = {**os.environ, "PCP_PYTHON_PROG": "/usr/bin/python3"}
+
+
+@dataclass
+class Run:
+    rc: int
+    output: str
+
+    @property
+    def changed(self) -> int:
+        found = RECAP.findall(self.output)
+        assert found, f"no PLAY RECAP in the output:\n{self.output[-3000:]}"
+        return int(found[-1][1])
+
+
+@dataclass
+class Logger:
+    tmp: Path
+    name: str
+    pids: set[int] = field(default_factory=set)
+
+    @property
+    def archive(self) -> Path:
+        return self.tmp / "archive" / "pcp"
+
+    @property
+    def service_dir(self) -> Path:
+        return self.tmp / "services"
+
+    def play(self, entries: list[str], **more: object) -> Run:
+        extra = {
+            "entries": entries,
+            "pcp_state_dir": str(self.tmp / "state"),
+            "pcp_logger_archive": str(self.archive),
+            "pcp_logger_instance_name": self.name,
+            "service_unit_dir": str(self.service_dir),
+            **more,
+        }
+        vars_file = self.tmp / f"extra-{secrets.token_hex(4)}.json"
+        vars_file.write_text(json.dumps(extra))
+        env = {**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_NOCOLOR": "1"}
+        proc = subprocess.run(
+            [str(ANSIBLE_PLAYBOOK), "-v", str(PLAYBOOKS / "pcp_entry.yml"), "-e", f"@{vars_file}"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        self.remember_pid()
+        return Run(proc.returncode, proc.stdout + proc.stderr)
+
+    def remember_pid(self) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            self.pids.add(int((self.service_dir / f"{self.name}.pid").read_text().split()[0]))
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def records(archive: Path, metric: str) -> int:
+    proc = subprocess.run(
+        ["pmdumplog", str(archive), metric], capture_output=True, text=True, timeout=60, check=False
+    )
+    return len(RECORD.findall(proc.stdout)) if proc.returncode == 0 else 0
+
+
+@pytest.fixture
+def logger(tmp_path: Path) -> Iterator[Logger]:
+    if not Path("/usr/bin/pmlogger").exists():
+        pytest.skip("PCP is not installed (run the pcp role once as root)")
+    lg = Logger(tmp=tmp_path, name=f"kvbench-pmlogger-test-{secrets.token_hex(3)}")
+    yield lg
+    lg.remember_pid()
+    if any(alive(pid) for pid in lg.pids):
+        with contextlib.suppress(Exception):
+            lg.play(["logger_stop"], pcp_logger_fail_on_missing=False)
+    for pid in lg.pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_pmcd_and_a_logged_archive(logger: Logger) -> None:
+    first = logger.play(["main"])
+    assert first.rc == 0, first.output[-4000:]
+    again = logger.play(["main"])
+    assert again.rc == 0, again.output[-4000:]
+    assert again.changed == 0, again.output[-4000:]
+
+    metrics = [
+        {"name": "kernel.all.cpu.*", "optional": False},
+        {"name": "mem.util.free", "optional": False},
+        {"name": "kvbench.no.such.metric", "optional": True},
+    ]
+    result = logger.tmp / "start.json"
+    start = logger.play(
+        ["logger_start"], pcp_logger_interval="1sec", pcp_logger_metrics=metrics, result_file=str(result)
+    )
+    assert start.rc == 0, start.output[-4000:]
+    facts = json.loads(result.read_text())
+    assert facts["pcp_logger_logged"] == ["kernel.all.cpu", "mem.util.free"]
+    assert facts["pcp_logger_dropped"] == ["kvbench.no.such.metric"]
+    config = (logger.tmp / "state" / f"{logger.name}.config").read_text()
+    assert "kvbench.no.such.metric" not in config.split("{", 1)[1]
+
+    # Bounded poll of the live archive until it holds 3 samples.
+    deadline = time.monotonic() + 60
+    while records(logger.archive, "mem.util.free") < 3:
+        assert time.monotonic() < deadline, "the archive did not reach 3 samples within 60 s"
+        time.sleep(0.25)
+
+    result = logger.tmp / "stop.json"
+    stop = logger.play(["logger_stop"], result_file=str(result))
+    assert stop.rc == 0, stop.output[-4000:]
+    check = json.loads(result.read_text())["pcp_archive_check"]
+    assert check["metrics_present"] == ["kernel.all.cpu", "mem.util.free"]
+    assert check["metrics_missing"] == []
+    assert check["metrics_dropped"] == ["kvbench.no.such.metric"]
+    assert check["samples_per_metric"]["mem.util.free"] >= 3
+    assert check["samples"] >= 2  # counters: rate intervals, one fewer than records
+    assert not any(alive(pid) for pid in logger.pids)
+
+    # The archive exports: pmrep CSV has a header and a valued row per sample (pmrep's first row, at the
+    # archive's start before the first record, may be empty).
+    pmrep = subprocess.run(
+        ["pmrep", "-a", str(logger.archive), "-o", "csv", "mem.util.free"],
+        capture_output=True,
+        text=True,
+        env=PCP_ENV,
+        timeout=60,
+        check=True,
+    )
+    rows = [line for line in pmrep.stdout.splitlines() if line.strip()]
+    assert rows[0].startswith("Time,")
+    valued = [row for row in rows[1:] if re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+", row)]
+    assert len(valued) >= 3, rows[:6]
+
+    # The same archive prefix is refused by the next logger_start.
+    again = logger.play(["logger_start"], pcp_logger_interval="1sec", pcp_logger_metrics=metrics)
+    assert again.rc != 0
+    assert "exists already" in again.output
+
+
+def test_a_required_metric_that_never_answers_fails_by_name(logger: Logger) -> None:
+    run = logger.play(
+        ["main", "logger_start"],
+        pcp_logger_interval="1sec",
+        pcp_logger_source_timeout=2,
+        pcp_logger_metrics=[
+            {"name": "mem.util.free", "optional": False},
+            {"name": "kvbench.required.missing", "optional": False},
+        ],
+    )
+    assert run.rc != 0
+    assert "kvbench.required.missing" in run.output
+    assert "gave no values within 2 s" in run.output
+    assert not (logger.archive.parent / "pcp.meta").exists()
