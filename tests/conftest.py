@@ -29,7 +29,9 @@ def ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_playbook(playbook: str | Path, *args: str, timeout: int = 1800, **env: str) -> subprocess.CompletedProcess:
+def run_playbook(
+    playbook: str | Path, *args: str, timeout: int = 1800, **env: str
+) -> subprocess.CompletedProcess:
     """ansible-playbook PLAYBOOK ARGS from the repo root; output captured as text."""
     cmd = [str(BIN / "ansible-playbook"), str(playbook), *args]
     return subprocess.run(

@@ -102,7 +102,9 @@ def fill(value: Any, context: dict[str, Any], where: str) -> Any:
 
     def lookup(name: str) -> Any:
         if name not in context:
-            raise ResolveError(f"{where}: unknown placeholder {{{name}}} (known: {', '.join(sorted(context))})")
+            raise ResolveError(
+                f"{where}: unknown placeholder {{{name}}} (known: {', '.join(sorted(context))})"
+            )
         return context[name]
 
     whole = _WHOLE_PLACEHOLDER.match(value)
@@ -161,7 +163,9 @@ def resolve_scenario(
     supported = platform in (entry.get("platforms") or [])
     skip_reason = None
     if not supported:
-        skip_reason = (entry.get("unsupported") or {}).get(platform) or f"not supported on platform {platform}"
+        skip_reason = (entry.get("unsupported") or {}).get(
+            platform
+        ) or f"not supported on platform {platform}"
 
     vllm_version = _version(versions.get("vllm"), "vLLM")
     # Nodes install LMCache with pip; a preset may name the nearest published wheel where its image's
@@ -194,7 +198,9 @@ def resolve_scenario(
             "enable_kv_cache_events": True,
             "publisher": "zmq",
             "endpoint": fill(wiring.get("kv_events_endpoint", "tcp://*:{kv_events_port}"), context, name),
-            "topic": fill(wiring.get("kv_events_topic", "kv@{server_host}@{served_model_name}"), context, name),
+            "topic": fill(
+                wiring.get("kv_events_topic", "kv@{server_host}@{served_model_name}"), context, name
+            ),
         }
         if wiring.get("kv_events_replay_endpoint"):
             # Lets a subscriber that missed events ask for them again (vLLM's replay ROUTER socket).
@@ -224,7 +230,12 @@ def resolve_scenario(
         args += ["--kv-transfer-config", _compact_json(kv_transfer_config)]
     if kv_events_config:
         # The index keys blocks by vLLM's hashes: both sides must hash alike (algorithm, block size, seed).
-        args += ["--kv-events-config", _compact_json(kv_events_config), "--prefix-caching-hash-algo", "sha256_cbor"]
+        args += [
+            "--kv-events-config",
+            _compact_json(kv_events_config),
+            "--prefix-caching-hash-algo",
+            "sha256_cbor",
+        ]
     args += [str(a) for a in settings.get("extra_vllm_args") or []]
 
     env: dict[str, str] = {
@@ -266,7 +277,9 @@ def resolve_filter(name: str, **kwargs: Any) -> dict[str, Any]:
     return resolve_scenario(name, **kwargs)
 
 
-def capacity_filter(model: dict[str, Any], budget_gib: float, block_size: int, tensor_parallel_size: int) -> dict:
+def capacity_filter(
+    model: dict[str, Any], budget_gib: float, block_size: int, tensor_parallel_size: int
+) -> dict:
     return capacity(model, budget_gib, block_size, tensor_parallel_size)
 
 

@@ -55,6 +55,16 @@ def delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float | No
     return None
 
 
+def collect_item(src: str, dest_dir: str, compress: bool = False) -> dict[str, Any]:
+    """A collect role item that keeps the file's name under dest_dir."""
+    return {
+        "src": src,
+        "dest": dest_dir.rstrip("/") + "/" + Path(src).name,
+        "compress": compress,
+        "optional": True,
+    }
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -62,4 +72,5 @@ class FilterModule:
             "kvbench_points": points,
             "kvbench_pending": pending,
             "kvbench_delta": delta,
+            "kvbench_collect_item": collect_item,
         }

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from analyzer_fixtures import Level, write_original_point
 from click.testing import CliRunner
-from kvbench.cli import main
 from published_table import PUBLISHED, level_values, solve_peaks
+
+from kvbench.cli import main
 
 
 @dataclass

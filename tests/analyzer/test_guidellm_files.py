@@ -11,6 +11,7 @@ import pytest
 import yaml
 import zstandard
 from analyzer_fixtures import SAMPLE_053, SAMPLE_081, SAMPLES, read_zst_json, template
+
 from kvbench.ingest import ingest
 
 

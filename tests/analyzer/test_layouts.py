@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from analyzer_fixtures import KvbenchRun, Level, make_report, write_original_point, write_zst_json
+
 from kvbench.ingest import ingest
 from kvbench.ingest.layouts import parse_original_dirname
 

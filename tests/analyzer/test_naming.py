@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analyzer_fixtures import Level, write_original_point
+
 from kvbench.naming import canonical_scenario, model_params_b, order_models, order_scenarios
 
 

@@ -19,8 +19,16 @@ from tests.conftest import BIN, REPO, ansible_env, run_playbook
 
 pytestmark = pytest.mark.e2e
 
-SHORT = ["concurrency=2,3", "duration_s=8", "prefix_tokens=256", "prompt_tokens=32", "output_tokens=16",
-         "turns=2", "redis_password=kvbench-test-secret-r", "valkey_password=kvbench-test-secret-v"]
+SHORT = [
+    "concurrency=2,3",
+    "duration_s=8",
+    "prefix_tokens=256",
+    "prompt_tokens=32",
+    "output_tokens=16",
+    "turns=2",
+    "redis_password=kvbench-test-secret-r",
+    "valkey_password=kvbench-test-secret-v",
+]
 SERVICES = ("kvbench-vllm", "kvbench-kv-indexer", "kvbench-pmlogger", "kvbench-redis", "kvbench-valkey")
 STATE = REPO / ".work" / "state"
 
@@ -50,8 +58,11 @@ def running_services() -> list[str]:
 
 
 def metric(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and not line.startswith("#"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +100,11 @@ def test_every_point_is_ok_or_skipped_with_a_reason(demo_run):
 
 def test_guidellm_reports_and_metrics_show_prefix_cache_hits(demo_run):
     for point in demo_run.glob("no-offload/c*-r1"):
-        report = json.loads(zstandard.ZstdDecompressor().decompressobj().decompress(
-            (point / "guidellm.json.zst").read_bytes()))
+        report = json.loads(
+            zstandard.ZstdDecompressor()
+            .decompressobj()
+            .decompress((point / "guidellm.json.zst").read_bytes())
+        )
         assert report["benchmarks"], point
         before = (point / "metrics" / "localhost-before.prom").read_text()
         after = (point / "metrics" / "localhost-after.prom").read_text()
@@ -113,8 +127,13 @@ def test_vllm_started_once_per_scenario_and_nothing_is_left_running(demo_run):
 
 
 def test_checksums_cover_the_fetched_artifacts(demo_run):
-    result = subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=demo_run, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        ["sha256sum", "--check", "--quiet", "SHA256SUMS"],
+        cwd=demo_run,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     listed = (demo_run / "SHA256SUMS").read_text()
     assert "no-offload/c0002-r1/guidellm.json.zst" in listed
@@ -127,8 +146,12 @@ def test_no_secret_reaches_results(demo_run):
 
 
 def test_analyzer_reads_the_run(demo_run, tmp_path):
-    result = subprocess.run([str(BIN / "kvbench"), "analyze", str(demo_run), "--out", str(tmp_path)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(BIN / "kvbench"), "analyze", str(demo_run), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     peaks = (tmp_path / "peak_throughput_all.csv").read_text()
     assert "no-offload" in peaks and "llm-d-redis" in peaks
@@ -139,14 +162,22 @@ def test_killing_vllm_mid_point_fails_that_point_and_a_rerun_fills_it_in(tmp_pat
     args = ["-i", "inventory/local", "-e", f"results_dir={results}", "-e", "scenarios=no-offload"]
     for item in [*SHORT, "duration_s=20"]:
         args += ["-e", item]
-    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "sweep.yml", *args], cwd=REPO, env=ansible_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "ansible-playbook"), "sweep.yml", *args],
+        cwd=REPO,
+        env=ansible_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         # Wait until GuideLLM is measuring the first point, then kill the server's whole process group.
         deadline = time.monotonic() + 900
         pidfile = STATE / "services" / "kvbench-vllm.pid"
         while time.monotonic() < deadline:
-            busy = subprocess.run(["pgrep", "-f", "guidellm.*run"], capture_output=True, text=True, check=False)
+            busy = subprocess.run(
+                ["pgrep", "-f", "guidellm.*run"], capture_output=True, text=True, check=False
+            )
             if busy.returncode == 0 and pidfile.exists():
                 break
             assert proc.poll() is None, "the sweep ended before the first point ran"

@@ -19,15 +19,32 @@ for name in ("models", "scenarios", "versions", "platforms"):
     CATALOG.update(yaml.safe_load((REPO / "group_vars" / "all" / f"{name}.yml").read_text()))
 
 
-def resolve(scenario: str, model: str = "Qwen3-32B-AWQ", preset: str = "llm-d-v0.5.0", platform: str = "cuda",
-            target: str = "nodes", **settings):
-    base = {"served_model_name": model, "tensor_parallel_size": 2, "kv_offload_gib": 39.0625,
-            "stores": CATALOG["kvbench_targets"][target]["store_addresses"], "hash_seed": "42"}
+def resolve(
+    scenario: str,
+    model: str = "Qwen3-32B-AWQ",
+    preset: str = "llm-d-v0.5.0",
+    platform: str = "cuda",
+    target: str = "nodes",
+    **settings,
+):
+    base = {
+        "served_model_name": model,
+        "tensor_parallel_size": 2,
+        "kv_offload_gib": 39.0625,
+        "stores": CATALOG["kvbench_targets"][target]["store_addresses"],
+        "hash_seed": "42",
+    }
     base.update(settings)
     return resolver.resolve_scenario(
-        scenario, catalog=CATALOG["kvbench_scenarios"], model=CATALOG["kvbench_models"][model],
-        versions=CATALOG["kvbench_version_presets"][preset], platform=platform, target=target,
-        settings=base, platforms=CATALOG["kvbench_platforms"], targets=CATALOG["kvbench_targets"],
+        scenario,
+        catalog=CATALOG["kvbench_scenarios"],
+        model=CATALOG["kvbench_models"][model],
+        versions=CATALOG["kvbench_version_presets"][preset],
+        platform=platform,
+        target=target,
+        settings=base,
+        platforms=CATALOG["kvbench_platforms"],
+        targets=CATALOG["kvbench_targets"],
     )
 
 
@@ -38,8 +55,12 @@ def arg(resolved: dict, flag: str) -> str:
 
 @pytest.mark.parametrize(
     ("model", "bytes_per_token", "gib_10k_blocks"),
-    [("Qwen3-0.6B", 114_688, 17.1), ("Qwen3-8B", 147_456, 22.0), ("Qwen3-14B", 163_840, 24.4),
-     ("Qwen3-32B-AWQ", 262_144, 39.1)],
+    [
+        ("Qwen3-0.6B", 114_688, 17.1),
+        ("Qwen3-8B", 147_456, 22.0),
+        ("Qwen3-14B", 163_840, 24.4),
+        ("Qwen3-32B-AWQ", 262_144, 39.1),
+    ],
 )
 def test_kv_bytes_per_token_matches_the_reference_table(model, bytes_per_token, gib_10k_blocks):
     entry = CATALOG["kvbench_models"][model]
@@ -92,7 +113,10 @@ def test_lmcache_scenarios_use_the_v1_connector_and_a_config_file():
         # None of the evaluation's invented keys.
         assert not {"backend", "redis_url", "valkey_url", "cpu_blocks"} & set(r["lmcache"])
     # The password is a marker the lmcache role replaces on the host: resolved settings are recorded.
-    assert resolve("lmcache-redis")["lmcache"]["remote_url"] == "redis://:${KVBENCH_STORE_PASSWORD}@127.0.0.1:6379"
+    assert (
+        resolve("lmcache-redis")["lmcache"]["remote_url"]
+        == "redis://:${KVBENCH_STORE_PASSWORD}@127.0.0.1:6379"
+    )
 
 
 def test_valkey_connector_depends_on_lmcache_version():
@@ -136,15 +160,27 @@ def test_cpu_platform_skips_what_it_cannot_run_with_a_reason():
 
 
 def test_unknown_names_and_uncovered_versions_fail_with_the_valid_choices():
-    with pytest.raises(Exception, match="unknown scenario 'nope'.*no-offload"):
+    with pytest.raises(Exception, match=r"unknown scenario 'nope'.*no-offload"):
         resolve("nope")
-    catalog = {"x": {"platforms": ["cuda"], "kv_transfer": {"kv_connector": "OffloadingConnector"},
-                     "kv_connector_extra_config": [{"vllm": ">=0.14", "config": {}}]}}
+    catalog = {
+        "x": {
+            "platforms": ["cuda"],
+            "kv_transfer": {"kv_connector": "OffloadingConnector"},
+            "kv_connector_extra_config": [{"vllm": ">=0.14", "config": {}}],
+        }
+    }
     with pytest.raises(Exception, match=r"no settings for vllm 0.11.2 \(catalog covers: >=0.14\)"):
-        resolver.resolve_scenario("x", catalog=catalog, model=CATALOG["kvbench_models"]["Qwen3-8B"],
-                                  versions={"vllm": "0.11.2"}, platform="cuda", target="nodes",
-                                  settings={}, platforms=CATALOG["kvbench_platforms"],
-                                  targets=CATALOG["kvbench_targets"])
+        resolver.resolve_scenario(
+            "x",
+            catalog=catalog,
+            model=CATALOG["kvbench_models"]["Qwen3-8B"],
+            versions={"vllm": "0.11.2"},
+            platform="cuda",
+            target="nodes",
+            settings={},
+            platforms=CATALOG["kvbench_platforms"],
+            targets=CATALOG["kvbench_targets"],
+        )
 
 
 def test_placeholders_keep_types_and_reject_unknown_names():

@@ -62,7 +62,9 @@ def _render(model: str, preset: str, out: Path) -> Render:
         f"valkey_password={FAKE_VALKEY_PASSWORD}",
     )
     if proc.returncode != 0:
-        raise AssertionError(f"render.yml failed for {model}/{preset}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"render.yml failed for {model}/{preset}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+        )
     return Render(model, preset, out)
 
 

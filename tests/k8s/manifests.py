@@ -26,7 +26,8 @@ def deployment(docs: list[dict], component: str) -> dict:
     hits = [
         d
         for d in docs
-        if d["kind"] == "Deployment" and d["metadata"]["labels"].get("app.kubernetes.io/component") == component
+        if d["kind"] == "Deployment"
+        and d["metadata"]["labels"].get("app.kubernetes.io/component") == component
     ]
     assert len(hits) == 1, f"expected one {component} Deployment, found {len(hits)}"
     return hits[0]

@@ -13,13 +13,24 @@ NO_CLUSTER = "No reachable Kubernetes cluster"
 
 def _env_args(tmp_path: Path) -> list[str]:
     # A kubeconfig path that does not exist: the state of this machine (no API server can run here).
-    return ["-e", f"k8s_common_kubeconfig={tmp_path}/no-such-kubeconfig", "-e", f"results_dir={tmp_path}/results"]
+    return [
+        "-e",
+        f"k8s_common_kubeconfig={tmp_path}/no-such-kubeconfig",
+        "-e",
+        f"results_dir={tmp_path}/results",
+    ]
 
 
 def test_k8s_scenario_playbook_fails_cleanly_without_a_cluster(tmp_path: Path) -> None:
     proc = run_playbook(
-        "-i", "inventory/cluster.example", "playbooks/k8s_scenario.yml", "-e", "model=Qwen3-8B", "--check",
-        *_env_args(tmp_path), timeout=300,
+        "-i",
+        "inventory/cluster.example",
+        "playbooks/k8s_scenario.yml",
+        "-e",
+        "model=Qwen3-8B",
+        "--check",
+        *_env_args(tmp_path),
+        timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -30,9 +41,18 @@ def test_k8s_scenario_playbook_fails_cleanly_without_a_cluster(tmp_path: Path) -
 def test_sweep_check_fails_cleanly_without_a_cluster(tmp_path: Path) -> None:
     k8s_sweep = (REPO / "playbooks" / "k8s_sweep.yml").read_text()
     if "k8s_scenario.yml" not in k8s_sweep:
-        pytest.skip("sweep.yml's kubernetes branch (playbooks/k8s_sweep.yml) does not import k8s_scenario.yml yet")
+        pytest.skip(
+            "sweep.yml's kubernetes branch (playbooks/k8s_sweep.yml) does not import k8s_scenario.yml yet"
+        )
     proc = run_playbook(
-        "sweep.yml", "-e", "model=Qwen3-8B", "-e", "target=kubernetes", "--check", *_env_args(tmp_path), timeout=300
+        "sweep.yml",
+        "-e",
+        "model=Qwen3-8B",
+        "-e",
+        "target=kubernetes",
+        "--check",
+        *_env_args(tmp_path),
+        timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0

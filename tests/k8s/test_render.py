@@ -42,6 +42,7 @@ WORKLOAD = yaml.safe_load((REPO / "group_vars/all/workload.yml").read_text())
 VLLM_MEMORY_BASE_GIB = 64  # roles/k8s_vllm/defaults/main.yml
 SCHEMAS = Path(__file__).parent / "schemas"
 GIB = 1 << 30
+MARKER = "${KVBENCH_STORE_PASSWORD}"  # plugins/filter/kvbench.py STORE_PASSWORD_MARKER
 
 
 def folders(renders: list[Render]) -> list[tuple[Render, str, Path]]:
@@ -53,7 +54,11 @@ def expected_capacity(model: str) -> dict[str, int]:
     m = MODELS[model]
     per_token = 2 * m["layers"] * m["kv_heads"] * m["head_dim"] * m["kv_dtype_bytes"]
     budget = int(float(WORKLOAD["kv_offload_gib"]) * GIB)
-    return {"budget": budget, "blocks_per_worker": budget // (per_token * 16), "gib_per_rank": float(WORKLOAD["kv_offload_gib"]) / 2}
+    return {
+        "budget": budget,
+        "blocks_per_worker": budget // (per_token * 16),
+        "gib_per_rank": float(WORKLOAD["kv_offload_gib"]) / 2,
+    }
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -65,16 +70,16 @@ def test_every_scenario_has_a_folder_with_settings_and_manifests(renders: list[R
     for render, name, folder in folders(renders):
         s = settings(folder)
         assert s["name"] == name and s["target"] == "kubernetes"
-        assert s["supported"], f"{render.model}/{render.preset}/{name} unsupported on cuda: {s['skip_reason']}"
+        assert s["supported"], (
+            f"{render.model}/{render.preset}/{name} unsupported on cuda: {s['skip_reason']}"
+        )
         kinds = {d["kind"] for d in load_docs(folder / "manifests.yaml")}
         assert {"Deployment", "Service", "InferencePool", "HTTPRoute", "DaemonSet", "Job"} <= kinds
 
 
 def test_core_kinds_pass_kubernetes_validate_strict(renders: list[Render]) -> None:
     files = [str(folder / "manifests.yaml") for _, _, folder in folders(renders)]
-    core_docs = sum(
-        1 for f in files for d in load_docs(Path(f)) if d["apiVersion"] in CORE_GROUPS
-    )
+    core_docs = sum(1 for f in files for d in load_docs(Path(f)) if d["apiVersion"] in CORE_GROUPS)
     proc = subprocess.run(
         [str(REPO / ".venv/bin/kubernetes-validate"), "--strict", "-k", "1.30.0", *files],
         capture_output=True,
@@ -135,8 +140,12 @@ def test_schema_check_rejects_an_unknown_field(crd_schemas: dict) -> None:
         "apiVersion": "inference.networking.k8s.io/v1",
         "kind": "InferencePool",
         "metadata": {"name": "p"},
-        "spec": {"targetPorts": [{"number": 8000}], "selector": {"matchLabels": {"a": "b"}},
-                 "endpointPickerRef": {"name": "e", "port": {"number": 9002}}, "targetPortNumber": 8000},
+        "spec": {
+            "targetPorts": [{"number": 8000}],
+            "selector": {"matchLabels": {"a": "b"}},
+            "endpointPickerRef": {"name": "e", "port": {"number": 9002}},
+            "targetPortNumber": 8000,
+        },
     }
     with pytest.raises(jsonschema.ValidationError, match="targetPortNumber"):
         jsonschema.validate(pool, crd_schemas[("inference.networking.k8s.io/v1", "InferencePool")])
@@ -171,37 +180,54 @@ def lmcache_file(docs: list[dict], vllm: dict, dep: dict) -> dict:
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     if "configMap" in volume:
         cm_name = volume["configMap"]["name"]
-    else:  # written by the init container from the ConfigMap template (the store password filled in)
-        init = next(c for c in pod["initContainers"] if any(m["mountPath"] == directory for m in c["volumeMounts"]))
-        assert path in init["args"][0] and f"/{name}" in init["args"][0]
-        tmpl = next(m for m in init["volumeMounts"] if m["mountPath"] != directory)
+    else:  # written by the init container from the ConfigMap template, the password marker filled in
+        init = next(
+            c for c in pod["initContainers"] if any(m["mountPath"] == directory for m in c["volumeMounts"])
+        )
+        code, src, dst, marker = init["args"]
+        assert dst == path and marker == MARKER and "KVBENCH_STORE_PASSWORD" in code
+        assert init["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "kvbench-store-auth"
+        src_dir, src_name = src.rsplit("/", 1)
+        tmpl = next(m for m in init["volumeMounts"] if m["mountPath"] == src_dir)
+        assert src_name == name
         cm_name = next(v for v in pod["volumes"] if v["name"] == tmpl["name"])["configMap"]["name"]
     return yaml.safe_load(find(docs, "ConfigMap", cm_name)["data"][name])
 
 
 def test_lmcache_scenarios_mount_their_config(renders: list[Render]) -> None:
     for render in renders:
-        new_lmcache = version_tuple(PRESETS[render.preset]["lmcache"]) >= (0, 3, 10)
+        new_lmcache = version_tuple(PRESETS[render.preset]["lmcache"]) >= (0, 3, 9)
         cap = expected_capacity(render.model)
-        for name, scheme in (("lmcache-local", None), ("lmcache-redis", "redis"), ("lmcache-valkey", "valkey")):
+        for name, scheme in (
+            ("lmcache-local", None),
+            ("lmcache-redis", "redis"),
+            ("lmcache-valkey", "valkey"),
+        ):
             docs, vllm, f, _ = vllm_parts(render.root / name)
-            assert json.loads(f["kv-transfer-config"]) == {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_both"}
+            assert json.loads(f["kv-transfer-config"]) == {
+                "kv_connector": "LMCacheConnectorV1",
+                "kv_role": "kv_both",
+            }
             cfg = lmcache_file(docs, vllm, deployment(docs, "vllm"))
             assert cfg["max_local_cpu_size"] == pytest.approx(cap["gib_per_rank"], rel=1e-3)
             if scheme is None:
                 assert cfg["local_cpu"] is True and "remote_url" not in cfg
                 continue
-            expect = scheme if (scheme == "redis" or new_lmcache) else "redis"  # old LMCache: Valkey as redis://
+            expect = (
+                scheme if (scheme == "redis" or new_lmcache) else "redis"
+            )  # old LMCache: Valkey as redis://
             assert cfg["remote_url"].startswith(f"{expect}://"), cfg["remote_url"]
             assert cfg["remote_url"].endswith(f"kvbench-{scheme}:6379")
             assert cfg["local_cpu"] is False
+            # The password reaches LMCache only through the marker the init container fills in.
+            assert MARKER in cfg["remote_url"] or MARKER in json.dumps(cfg.get("extra_config", {}))
 
 
 def test_precise_scorer_matches_the_pods(renders: list[Render]) -> None:
     for render in renders:
         kv_cache_new = version_tuple(PRESETS[render.preset]["kv_cache"]) >= (0, 5)
         for name, store in (("llm-d-inmem", "inmem"), ("llm-d-redis", "redis"), ("llm-d-valkey", "valkey")):
-            docs, vllm, f, env = vllm_parts(render.root / name)
+            docs, _, f, env = vllm_parts(render.root / name)
             cfg = epp_config(docs)
             assert cfg["kind"] == "EndpointPickerConfig"
             params = plugin(cfg, "precise-prefix-cache-scorer")["parameters"]
@@ -233,7 +259,7 @@ def test_precise_scorer_matches_the_pods(renders: list[Render]) -> None:
                 epp_env = env_of(container(deployment(docs, "epp"), "epp"))
                 ref = epp_env["KVBENCH_STORE_PASSWORD"]["valueFrom"]["secretKeyRef"]
                 assert ref == {"name": "kvbench-store-auth", "key": f"{store}-password"}
-                # kv-cache < 0.5.0 picks the in-memory default first unless it is nulled (llm-d-kv-cache PR #227).
+                # kv-cache < 0.5.0 picks the in-memory default first unless nulled (llm-d-kv-cache PR #227).
                 assert ("inMemoryConfig" in index and index["inMemoryConfig"] is None) is not kv_cache_new
             assert ("modelName" in indexer["tokenizersPoolConfig"]) is kv_cache_new
             epp_flags = flags(container(deployment(docs, "epp"), "epp")["args"])
@@ -261,7 +287,10 @@ def test_vllm_pod_spec(renders: list[Render]) -> None:
         assert shm["emptyDir"]["medium"] == "Memory"
         assert any(m["mountPath"] == "/dev/shm" for m in vllm["volumeMounts"])
         cache = next(v for v in pod["volumes"] if v["name"] == "model-cache")
-        assert cache["persistentVolumeClaim"]["claimName"] == find(docs, "PersistentVolumeClaim", "kvbench-model-cache")["metadata"]["name"]
+        assert (
+            cache["persistentVolumeClaim"]["claimName"]
+            == find(docs, "PersistentVolumeClaim", "kvbench-model-cache")["metadata"]["name"]
+        )
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "kvbench-hf-token", "key": "HF_TOKEN"}
         for probe in ("startupProbe", "readinessProbe"):
             assert vllm[probe]["httpGet"]["path"] == "/health"
@@ -279,7 +308,10 @@ def test_routing_objects_point_at_each_other(renders: list[Render]) -> None:
         pool = find(docs, "InferencePool")
         pod_labels = deployment(docs, "vllm")["spec"]["template"]["metadata"]["labels"]
         assert pool["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-        assert pool["spec"]["endpointPickerRef"]["name"] == find(docs, "Service", "kvbench-pool-epp")["metadata"]["name"]
+        assert (
+            pool["spec"]["endpointPickerRef"]["name"]
+            == find(docs, "Service", "kvbench-pool-epp")["metadata"]["name"]
+        )
         route = find(docs, "HTTPRoute")
         backend = route["spec"]["rules"][0]["backendRefs"][0]
         assert (backend["kind"], backend["name"]) == ("InferencePool", pool["metadata"]["name"])
@@ -293,11 +325,20 @@ def test_guidellm_jobs_avoid_gpu_nodes_and_write_to_the_results_volume(renders: 
         assert jobs
         for job in jobs:
             pod = job["spec"]["template"]["spec"]
-            term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-            assert term["matchExpressions"][0] == {"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}
-            claim = next(v for v in pod["volumes"] if v["name"] == "results")["persistentVolumeClaim"]["claimName"]
+            term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+                "nodeSelectorTerms"
+            ][0]
+            assert term["matchExpressions"][0] == {
+                "key": "nvidia.com/gpu.present",
+                "operator": "DoesNotExist",
+            }
+            claim = next(v for v in pod["volumes"] if v["name"] == "results")["persistentVolumeClaim"][
+                "claimName"
+            ]
             assert claim == find(docs, "PersistentVolumeClaim", "kvbench-results")["metadata"]["name"]
-            out = json.loads(container(job, "guidellm")["args"][container(job, "guidellm")["args"].index("--output") + 1])
+            out = json.loads(
+                container(job, "guidellm")["args"][container(job, "guidellm")["args"].index("--output") + 1]
+            )
             assert out["path"].startswith(f"/results/{name}/")
         reader = find(docs, "Pod", "kvbench-results-reader")
         assert reader["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "kvbench-results"
@@ -320,7 +361,13 @@ def test_render_refuses_unknown_names_before_rendering(tmp_path: Path) -> None:
         (["-e", "model=Qwen3-8B", "-e", "scenarios=no-offload,warp-drive"], "warp-drive"),
     ):
         proc = run_playbook(
-            "playbooks/render.yml", *extra, "-e", "target=kubernetes", "-e", f"render_dir={tmp_path}/r", timeout=300
+            "playbooks/render.yml",
+            *extra,
+            "-e",
+            "target=kubernetes",
+            "-e",
+            f"render_dir={tmp_path}/r",
+            timeout=300,
         )
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0
@@ -332,8 +379,16 @@ def test_issue_command_renders_with_the_default_inventory(tmp_path: Path) -> Non
     """The command of the issue, without -i: the local CPU inventory's preset has no images, so the cluster
     render falls back to the newest llm-d preset (k8s_common_fallback_preset) and says so in the header."""
     proc = run_playbook(
-        "playbooks/render.yml", "-e", "model=Qwen3-8B", "-e", "target=kubernetes", "-e", f"render_dir={tmp_path}",
-        "-e", "scenarios=llm-d-valkey", timeout=600,
+        "playbooks/render.yml",
+        "-e",
+        "model=Qwen3-8B",
+        "-e",
+        "target=kubernetes",
+        "-e",
+        f"render_dir={tmp_path}",
+        "-e",
+        "scenarios=llm-d-valkey",
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     text = (tmp_path / "llm-d-valkey" / "manifests.yaml").read_text()
@@ -343,9 +398,20 @@ def test_issue_command_renders_with_the_default_inventory(tmp_path: Path) -> Non
 
 def test_nodes_target_renders_node_configs(tmp_path: Path) -> None:
     proc = run_playbook(
-        "-i", "inventory/cluster.example", "playbooks/render.yml", "-e", "model=Qwen3-14B", "-e", "target=nodes",
-        "-e", "preset=llm-d-v0.4.0", "-e", f"render_dir={tmp_path}",
-        "-e", "scenarios=native-offload,lmcache-valkey,llm-d-redis", timeout=600,
+        "-i",
+        "inventory/cluster.example",
+        "playbooks/render.yml",
+        "-e",
+        "model=Qwen3-14B",
+        "-e",
+        "target=nodes",
+        "-e",
+        "preset=llm-d-v0.4.0",
+        "-e",
+        f"render_dir={tmp_path}",
+        "-e",
+        "scenarios=native-offload,lmcache-valkey,llm-d-redis",
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     s = json.loads((tmp_path / "llm-d-redis" / "settings.json").read_text())
@@ -356,6 +422,11 @@ def test_nodes_target_renders_node_configs(tmp_path: Path) -> None:
     assert "$(POD_IP)" not in events["topic"]
     assert "PYTHONHASHSEED=0" in (tmp_path / "llm-d-redis" / "vllm.env").read_text().splitlines()
     lm = yaml.safe_load((tmp_path / "lmcache-valkey" / "lmcache.yaml").read_text())
-    assert lm["remote_url"].startswith("redis://")  # LMCache 0.3.8 has no valkey:// connector
+    # Nodes install LMCache from pip (lmcache_pip when the image's release has no wheel): >= 0.3.9 has valkey://.
+    preset = PRESETS["llm-d-v0.4.0"]
+    installed = version_tuple(preset.get("lmcache_pip") or preset["lmcache"])
+    assert lm["remote_url"].startswith("valkey://" if installed >= (0, 3, 9) else "redis://"), lm[
+        "remote_url"
+    ]
     unit = (tmp_path / "native-offload" / "kvbench-vllm.service").read_text()
     assert "OffloadingConnector" in unit and "num_cpu_blocks" in unit

@@ -1,10 +1,11 @@
 """The guidellm role, driven by real ansible-playbook runs on this machine (connection local).
 
 Client-side wiring runs against GuideLLM's own mock server; one point runs against a real vLLM CPU
-server when a tiny model is available (KVBENCH_TINY_MODEL, default .work/tiny-model) and a vLLM venv
-(KVBENCH_VLLM_VENV, default .work/venvs/vllm). The 0.8.1 venv is made by the role itself
-(.work/venvs/guidellm-0.8.1: minutes the first time, seconds afterwards); the 0.5.3 point runs when
-.work/venvs/guidellm-0.5.3 exists (make it with the role: guidellm_version=0.5.3).
+server when a tiny model and a vLLM venv exist (KVBENCH_TINY_MODEL, KVBENCH_VLLM_VENV; by default what
+the tiny_model and vllm roles make, or .work/tiny-model and .work/venvs/vllm). The 0.8.1 venv is made by
+the role itself (KVBENCH_GUIDELLM_VENV, default the role's /opt/kvbench/venvs/guidellm-0.8.1 or an
+existing .work/venvs/guidellm-0.8.1: minutes the first time, seconds afterwards); the 0.5.3 point runs
+when a 0.5.3 venv exists (KVBENCH_GUIDELLM053_VENV; make it with the role: guidellm_version=0.5.3).
 """
 
 from __future__ import annotations
@@ -26,10 +27,27 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 PLAYBOOKS = REPO / "tests" / "roles" / "playbooks"
-VENV_081 = Path(os.environ.get("KVBENCH_GUIDELLM_VENV", REPO / ".work" / "venvs" / "guidellm-0.8.1"))
-VENV_053 = Path(os.environ.get("KVBENCH_GUIDELLM053_VENV", REPO / ".work" / "venvs" / "guidellm-0.5.3"))
-TINY_MODEL = Path(os.environ.get("KVBENCH_TINY_MODEL", REPO / ".work" / "tiny-model"))
-VLLM_VENV = Path(os.environ.get("KVBENCH_VLLM_VENV", REPO / ".work" / "venvs" / "vllm"))
+
+
+def first_existing(env: str, *candidates: Path) -> Path:
+    """The path named by env, else the first candidate that exists, else the first candidate."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+# The role's default venv (shared with the sweep), or one made earlier under .work.
+VENV_081 = first_existing(
+    "KVBENCH_GUIDELLM_VENV", Path("/opt/kvbench/venvs/guidellm-0.8.1"), REPO / ".work/venvs/guidellm-0.8.1"
+)
+VENV_053 = first_existing(
+    "KVBENCH_GUIDELLM053_VENV", Path("/opt/kvbench/venvs/guidellm-0.5.3"), REPO / ".work/venvs/guidellm-0.5.3"
+)
+# What the tiny_model and vllm roles make by default, or copies under .work.
+TINY_MODEL = first_existing(
+    "KVBENCH_TINY_MODEL", Path("/var/lib/kvbench/models/kvbench-tiny-qwen3"), REPO / ".work/tiny-model"
+)
+VLLM_VENV = first_existing("KVBENCH_VLLM_VENV", Path("/opt/kvbench/venvs/vllm"), REPO / ".work/venvs/vllm")
 SECRET = "kvbench-test-SECRET-4711"
 
 pytestmark = pytest.mark.roles
@@ -216,6 +234,7 @@ def test_point_against_mock_server(workdir: Path, mock_server: str, tokenizer: P
         guidellm_tokenizer=str(tokenizer),
         guidellm_api_key=SECRET,
         guidellm_labels={"kvbench_point": "c0004-r1"},
+        guidellm_environment={"GUIDELLM__KVBENCH_PROBE": "1"},
     )
     run = ansible_playbook("guidellm_point", extra, workdir)
     assert run.returncode == 0, run.stdout[-4000:]
@@ -247,7 +266,8 @@ def test_point_against_mock_server(workdir: Path, mock_server: str, tokenizer: P
     assert SECRET not in (out / "guidellm.log").read_text()
     assert SECRET not in run.stdout
     assert report["config"]["spec"]["backend"]["api_key"] == "**********"
-    assert "HF_HUB_OFFLINE" not in json.dumps(result["command"])
+    # The environment reaches GuideLLM (it names GUIDELLM__* variables it does not know).
+    assert "GUIDELLM__KVBENCH_PROBE" in (out / "guidellm.log").read_text()
 
 
 def test_closed_port_fails_with_reason(workdir: Path, venv_081: Path, tokenizer: Path) -> None:

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -192,3 +193,63 @@ def test_a_required_metric_that_never_answers_fails_by_name(logger: Logger) -> N
     assert "kvbench.required.missing" in run.output
     assert "gave no values within 2 s" in run.output
     assert not (logger.archive.parent / "pcp.meta").exists()
+
+
+PROM = """\
+# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="tiny"} 3.0
+# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.
+# TYPE vllm:prefix_cache_hits_total counter
+vllm:prefix_cache_hits_total{model_name="tiny"} 42.0
+"""
+OPENMETRICS_CONFIG = Path("/var/lib/pcp/pmdas/openmetrics/config.d")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_openmetrics_endpoint_is_logged(logger: Logger) -> None:
+    """A Prometheus text endpoint (vLLM's /metrics format, served by a static file) through the
+    openmetrics PMDA into the archive."""
+    name = f"kvbtest{secrets.token_hex(3)}"
+    web = logger.tmp / "web"
+    web.mkdir()
+    (web / "metrics").write_text(PROM)
+    port = free_port()
+    server = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(web)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        result = logger.tmp / "start.json"
+        start = logger.play(
+            ["main", "logger_start"],
+            pcp_openmetrics_urls=[{"name": name, "url": f"http://127.0.0.1:{port}/metrics"}],
+            pcp_logger_interval="1sec",
+            pcp_logger_metrics=[{"name": "mem.util.free", "optional": False}],
+            result_file=str(result),
+        )
+        assert start.rc == 0, start.output[-4000:]
+        assert json.loads(result.read_text())["pcp_logger_logged"] == ["mem.util.free", f"openmetrics.{name}"]
+
+        leaf = f"openmetrics.{name}.vllm.num_requests_running"
+        deadline = time.monotonic() + 60
+        while records(logger.archive, leaf) < 3:
+            assert time.monotonic() < deadline, f"{leaf} did not reach 3 samples within 60 s"
+            time.sleep(0.25)
+
+        result = logger.tmp / "stop.json"
+        stop = logger.play(["logger_stop"], result_file=str(result))
+        assert stop.rc == 0, stop.output[-4000:]
+        check = json.loads(result.read_text())["pcp_archive_check"]
+        assert f"openmetrics.{name}" in check["metrics_present"]
+        assert check["samples_per_metric"][f"openmetrics.{name}"] >= 3
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        (OPENMETRICS_CONFIG / f"{name}.url").unlink(missing_ok=True)

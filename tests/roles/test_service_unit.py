@@ -1,4 +1,4 @@
-"""service_unit: one long-running process, started, found, stopped with its children, without leaking secrets."""
+"""service_unit: one process, started, found, stopped with its children, without leaking secrets."""
 
 from __future__ import annotations
 

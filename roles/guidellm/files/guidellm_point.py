@@ -223,7 +223,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[int, dict[str, Any]]
         try:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as err:
-            return EXIT_NOT_STARTED, result | {"reason": f"cannot start {argv[0]}: {err}"}
+            reason = f"cannot start {argv[0]}: {err}"
+            return EXIT_NOT_STARTED, result | {"rc": EXIT_NOT_STARTED, "reason": reason, "report": None}
 
         def forward(signum: int, _frame: Any) -> None:
             kill_group(proc, grace_s=5.0)

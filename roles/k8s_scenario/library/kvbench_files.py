@@ -21,10 +21,10 @@ options:
 author: kvbench
 """
 
-import os
-import tempfile
+import os  # noqa: E402 (Ansible modules start with their documentation)
+import tempfile  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 
 def write_if_changed(path: str, content: str, mode: int) -> bool:
@@ -52,7 +52,10 @@ def write_if_changed(path: str, content: str, mode: int) -> bool:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"files": {"type": "dict", "required": True}, "mode": {"type": "str", "default": "0644"}},
+        argument_spec={
+            "files": {"type": "dict", "required": True},
+            "mode": {"type": "str", "default": "0644"},
+        },
         supports_check_mode=True,
     )
     files = module.params["files"]
