@@ -21,18 +21,16 @@ demo: venv
 	$(PLAYBOOK) sweep.yml -i inventory/local $(DEMO_ARGS) || { rc=$$?; $(PLAYBOOK) playbooks/teardown.yml -i inventory/local; exit $$rc; }
 	$(BIN)/kvbench analyze $(RESULTS)/latest --out $(RESULTS)/latest/analysis
 
-## test: everything CI runs — lint, fast tests, real services through Ansible, and a shortened real sweep.
+## test: lint, unit tests, rendered manifests, and real services (Redis, Valkey, PCP, GuideLLM) through Ansible.
 test: venv lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+## test-e2e: the slow group CI also runs: real vLLM servers and a shortened real sweep (what `make demo` does).
+test-e2e: venv
+	$(BIN)/python -m pytest -q -m e2e
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not e2e and not roles"
-
-test-roles: venv
-	$(BIN)/python -m pytest -q -m roles
-
-test-e2e: venv
-	$(BIN)/python -m pytest -q -m e2e
 
 lint: venv
 	$(BIN)/ruff check .

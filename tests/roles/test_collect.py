@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zstandard
+
+from tests.conftest import run_with_vars
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -21,35 +22,7 @@ pytestmark = pytest.mark.roles
 def run_collect(
     tmp_path: Path, extra_vars: dict[str, Any], hosts: str = "localhost,"
 ) -> subprocess.CompletedProcess:
-    vars_file = tmp_path / f"vars-{len(list(tmp_path.glob('vars-*.json')))}.json"
-    vars_file.write_text(json.dumps(extra_vars))
-    env = os.environ | {
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_STDOUT_CALLBACK": "default",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-    }
-    return subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            hosts,
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={VENV_BIN / 'python'}",
-            "-e",
-            f"@{vars_file}",
-            str(PLAYBOOK),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    return run_with_vars(PLAYBOOK, extra_vars, tmp_path, inventory=hosts, timeout=300)
 
 
 def sums_lines(run_dir: Path) -> list[str]:

@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.conftest import run_with_vars
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 PLAYBOOKS = REPO / "tests" / "roles" / "playbooks"
@@ -36,53 +38,19 @@ def first_existing(env: str, *candidates: Path) -> Path:
     return next((c for c in candidates if c.exists()), candidates[0])
 
 
-# The role's default venv (shared with the sweep), or one made earlier under .work.
-VENV_081 = first_existing(
-    "KVBENCH_GUIDELLM_VENV", Path("/opt/kvbench/venvs/guidellm-0.8.1"), REPO / ".work/venvs/guidellm-0.8.1"
-)
-VENV_053 = first_existing(
-    "KVBENCH_GUIDELLM053_VENV", Path("/opt/kvbench/venvs/guidellm-0.5.3"), REPO / ".work/venvs/guidellm-0.5.3"
-)
-# What the tiny_model and vllm roles make by default, or copies under .work.
-TINY_MODEL = first_existing(
-    "KVBENCH_TINY_MODEL", Path("/var/lib/kvbench/models/kvbench-tiny-qwen3"), REPO / ".work/tiny-model"
-)
-VLLM_VENV = first_existing("KVBENCH_VLLM_VENV", Path("/opt/kvbench/venvs/vllm"), REPO / ".work/venvs/vllm")
+# What the local sweep (inventory/local, kvbench_home=.work/state) makes, shared with these tests.
+STATE = REPO / ".work" / "state"
+VENV_081 = first_existing("KVBENCH_GUIDELLM_VENV", STATE / "venvs/guidellm-0.8.1")
+VENV_053 = first_existing("KVBENCH_GUIDELLM053_VENV", STATE / "venvs/guidellm-0.5.3")
+TINY_MODEL = first_existing("KVBENCH_TINY_MODEL", STATE / "models/tiny-qwen3")
+VLLM_VENV = first_existing("KVBENCH_VLLM_VENV", STATE / "venvs/vllm")
 SECRET = "kvbench-test-SECRET-4711"
 
 pytestmark = pytest.mark.roles
 
 
 def ansible_playbook(playbook: str, extra_vars: dict[str, Any], workdir: Path) -> subprocess.CompletedProcess:
-    workdir.mkdir(parents=True, exist_ok=True)
-    vars_file = workdir / f"vars-{playbook}-{time.monotonic_ns()}.json"
-    vars_file.write_text(json.dumps(extra_vars))
-    env = os.environ | {
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_STDOUT_CALLBACK": "default",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-    }
-    return subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={VENV_BIN / 'python'}",
-            "-e",
-            f"@{vars_file}",
-            str(PLAYBOOKS / f"{playbook}.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
+    return run_with_vars(PLAYBOOKS / f"{playbook}.yml", extra_vars, workdir)
 
 
 def free_port() -> int:

@@ -28,7 +28,8 @@ from test_vllm import (  # the shared helpers and session fixtures of the servin
     vllm_venv,
 )
 
-pytestmark = pytest.mark.roles
+# Real vLLM server starts: slow, so in the e2e group (CI runs it after `make test`).
+pytestmark = [pytest.mark.roles, pytest.mark.e2e]
 __all__ = ["tiny_model", "vllm_venv"]  # fixtures re-exported for this module
 
 PASSWORD = "idx-pw-0d2c9a"

