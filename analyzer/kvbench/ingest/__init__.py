@@ -6,6 +6,8 @@ import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,8 +192,16 @@ def _outcomes(items: Sequence[Unit | BadInput], jobs: int) -> Iterator[_Outcome]
         yield from map(_process, items)
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(jobs, len(items))) as pool:
-        yield from pool.imap(_process, items, chunksize=1)
+    # concurrent.futures rather than multiprocessing.Pool: a worker that dies (killed, out of memory) breaks
+    # the executor with an error instead of leaving its task unanswered forever. The rest is then read here.
+    with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=context) as pool:
+        futures = [pool.submit(_process, item) for item in items]
+        for index, future in enumerate(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield from map(_process, items[index:])
+                return
 
 
 def default_jobs() -> int:
