@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugins" / "filter"))
 
-import kvbench as resolver  # noqa: E402  (the Ansible filter plugin, imported as a module)
+
+def load_plugin(name: str):
+    """The Ansible filter plugin as a module of its own name (the analyzer package is also called kvbench)."""
+    path = REPO / "plugins" / "filter" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"kvbench_filter_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+resolver = load_plugin("kvbench")
 
 CATALOG = {}
 for name in ("models", "scenarios", "versions", "platforms"):
