@@ -239,17 +239,7 @@ def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str)
         f"bar label: tok/s, @optimal concurrency, change vs {baseline}",
         fontsize=10,
     )
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=min(len(handles), per_row),
-        fontsize=9,
-        frameon=False,
-    )
-    path = out / PEAK_FIGURE
-    fig.savefig(path, dpi=DPI)
-    return path
+    return _legend_below_and_save(fig, handles, per_row, out / PEAK_FIGURE)
 
 
 def throughput_curves(frame: pd.DataFrame, peaks: pd.DataFrame, style: Style, out: Path) -> list[Path]:
@@ -367,17 +357,7 @@ def latency_comparison(peaks: pd.DataFrame, style: Style, out: Path) -> Path:
         fontsize=10,
     )
     handles = style.legend_handles(scenarios_all)
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=min(len(handles), per_row),
-        fontsize=9,
-        frameon=False,
-    )
-    path = out / LATENCY_FIGURE
-    fig.savefig(path, dpi=DPI)
-    return path
+    return _legend_below_and_save(fig, handles, per_row, out / LATENCY_FIGURE)
 
 
 def delta_heatmap(peaks: pd.DataFrame, out: Path, baseline: str) -> Path:
@@ -464,3 +444,17 @@ __all__ = [
     "curve_figure_name",
     "draw_all",
 ]
+
+
+def _legend_below_and_save(fig, handles: list, per_row: int, path: Path) -> Path:
+    """One legend under all panels of a figure (scenario colours are shared), then the PNG."""
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), per_row),
+        fontsize=9,
+        frameon=False,
+    )
+    fig.savefig(path, dpi=DPI)
+    return path
