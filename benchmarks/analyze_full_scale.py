@@ -38,18 +38,13 @@ from pathlib import Path
 import orjson
 import zstandard
 
+from kvbench.naming import SCENARIO_ORDER
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "tests" / "analyzer" / "data" / "guidellm-0.5.3-concurrent-1-4-16.json.zst"
 MODELS = {"Qwen3-0.6B": 602.0, "Qwen3-8B": 113.0, "Qwen3-14B": 58.7, "Qwen3-32B-AWQ": 49.2}
-SCENARIOS = (
-    "no-offload",
-    "native-offload",
-    "lmcache-local",
-    "lmcache-redis",
-    "lmcache-valkey",
-    "llm-d-redis",
-    "llm-d-valkey",
-)
+# The evaluation's seven scenarios (the report order without the llm-d-inmem control).
+SCENARIOS = SCENARIO_ORDER[:7]
 LEVELS = (1, 50, 100, 150, 300, 400, 500, 650)
 OUTPUT_TOKENS = 128
 SECONDS = 120

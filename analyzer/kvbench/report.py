@@ -45,20 +45,25 @@ def _num(value: float, fmt: str = "{:,.1f}") -> str:
     return fmt.format(value)
 
 
-def peak_summary(peaks: pd.DataFrame, baseline: str) -> str:
+def _rows_per_model(peaks: pd.DataFrame, cells) -> list[list]:
+    """Table rows grouped by model (its name bold on its first row), then scenario, then `cells(row)`."""
     rows = []
     for model in order_models(peaks["model"]):
         sub = peaks[peaks["model"] == model]
         for index, (_, row) in enumerate(sub.iterrows()):
-            rows.append(
-                [
-                    f"**{model}**" if index == 0 else "",
-                    row["scenario"],
-                    _num(row["peak_output_tok_s"]),
-                    int(row["optimal_concurrency"]),
-                    "—" if row["scenario"] == baseline else _pct(row["delta_vs_baseline_pct"]),
-                ]
-            )
+            rows.append([f"**{model}**" if index == 0 else "", row["scenario"], *cells(row)])
+    return rows
+
+
+def peak_summary(peaks: pd.DataFrame, baseline: str) -> str:
+    rows = _rows_per_model(
+        peaks,
+        lambda row: [
+            _num(row["peak_output_tok_s"]),
+            int(row["optimal_concurrency"]),
+            "—" if row["scenario"] == baseline else _pct(row["delta_vs_baseline_pct"]),
+        ],
+    )
     headers = ["Model", "Configuration", "Peak Throughput (tok/s)", "Optimal Concurrency", "vs Baseline"]
     return md_table(headers, rows, "llrrr")
 
@@ -112,22 +117,17 @@ def best_strategy(peaks: pd.DataFrame, baseline: str) -> str:
 
 
 def latency_at_peak(peaks: pd.DataFrame) -> str:
-    rows = []
-    for model in order_models(peaks["model"]):
-        sub = peaks[peaks["model"] == model]
-        for index, (_, row) in enumerate(sub.iterrows()):
-            rows.append(
-                [
-                    f"**{model}**" if index == 0 else "",
-                    row["scenario"],
-                    int(row["optimal_concurrency"]),
-                    _num(row["ttft_ms_mean_at_peak"], "{:,.0f}"),
-                    _num(row["ttft_ms_p99_at_peak"], "{:,.0f}"),
-                    _num(row["tpot_ms_mean_at_peak"], "{:,.1f}"),
-                    _num(row["itl_ms_mean_at_peak"], "{:,.1f}"),
-                    _num(row["output_tok_s_total_at_peak"]),
-                ]
-            )
+    rows = _rows_per_model(
+        peaks,
+        lambda row: [
+            int(row["optimal_concurrency"]),
+            _num(row["ttft_ms_mean_at_peak"], "{:,.0f}"),
+            _num(row["ttft_ms_p99_at_peak"], "{:,.0f}"),
+            _num(row["tpot_ms_mean_at_peak"], "{:,.1f}"),
+            _num(row["itl_ms_mean_at_peak"], "{:,.1f}"),
+            _num(row["output_tok_s_total_at_peak"]),
+        ],
+    )
     headers = [
         "Model",
         "Configuration",
