@@ -1,10 +1,13 @@
-"""The evaluation's four figures, drawn with matplotlib's Agg canvas (no display needed).
+"""The evaluation's four figures, drawn with matplotlib's Agg canvas (no display needed), per run.
 
-Every figure uses the same colour and marker for a scenario, labelled axes with units and a legend.
+Every figure uses the same colour and marker for a scenario, labelled axes with units and a legend. With
+several runs each run gets its own set of figures, the run's name in their file names; runs are never drawn
+into one panel. The PNG files are written through kvbench.render.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +23,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from kvbench.naming import SCENARIO_ORDER, order_models, order_scenarios, safe_filename
+from kvbench.deltas import is_true
+from kvbench.heatmap import delta_grid
+from kvbench.naming import SCENARIO_ORDER, Ordering, safe_filename
 from kvbench.peaks import THROUGHPUT
-from kvbench.table import ok_rows
+from kvbench.render import write_atomically
+from kvbench.table import ok_rows, runs_in
 
 DPI = 150
 # One fixed colour per known scenario (colour-blind-aware Okabe-Ito hues plus greys/browns).
@@ -55,18 +61,35 @@ LATENCY_FIGURE = "latency_comparison_all.png"
 HEATMAP_FIGURE = "performance_delta_heatmap_all.png"
 
 
-def curve_figure_name(model: str) -> str:
-    return f"throughput_curve_{safe_filename(model)}_all.png"
+def tagged(name: str, tag: str) -> str:
+    """A figure's file name for one run: `tag` is "" when the analysis has a single run."""
+    return name.removesuffix(".png") + f"{tag}.png"
+
+
+def run_tag(run: str, runs: Sequence[str]) -> str:
+    """The suffix of a run's figure names: none with one run, else the run's name."""
+    return "" if len(runs) <= 1 else f"_{safe_filename(run or 'no-run')}"
+
+
+def curve_figure_name(model: str, tag: str = "") -> str:
+    return tagged(f"throughput_curve_{safe_filename(model)}_all.png", tag)
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format="png")
+    write_atomically(path, buffer.getvalue())
+    return path
 
 
 class Style:
     """Colour and marker per scenario, fixed for one analysis."""
 
-    def __init__(self, scenarios: Sequence[str]) -> None:
+    def __init__(self, scenarios: Sequence[str], ordering: Ordering) -> None:
         self.colours: dict[str, str] = {}
         self.markers: dict[str, str] = {}
         extra = 0
-        for scenario in order_scenarios(scenarios):
+        for scenario in ordering.scenarios_of(scenarios):
             if scenario in KNOWN_COLOURS:
                 colour = KNOWN_COLOURS[scenario]
                 marker = MARKERS[SCENARIO_ORDER.index(scenario) % len(MARKERS)]
@@ -183,10 +206,12 @@ def _legend_rows(count: int, per_row: int) -> int:
     return max(1, math.ceil(count / per_row))
 
 
-def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str) -> Path:
+def peak_throughput(
+    peaks: pd.DataFrame, style: Style, out: Path, baseline: str, ordering: Ordering, tag: str = ""
+) -> Path:
     """Peak output throughput of every scenario, one panel per model (own y scale)."""
-    models = order_models(peaks["model"])
-    scenarios_all = order_scenarios(peaks["scenario"])
+    models = ordering.models(peaks["model"])
+    scenarios_all = ordering.scenarios_of(peaks["scenario"])
     rows, cols = _grid(len(models))
     band = _tick_band(scenarios_all)
     handles = style.legend_handles(scenarios_all)
@@ -198,7 +223,7 @@ def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str)
         panel=(max(3.6, 0.5 * len(scenarios_all) + 0.6), 3.0),
         left=0.8,
         right=0.25,
-        top=0.85,
+        top=1.0,
         bottom=band + 0.3 + 0.28 * _legend_rows(len(handles), per_row),
         gap=(0.7, band + 0.55),
     )
@@ -213,7 +238,8 @@ def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str)
             delta = sub.at[s, "delta_vs_baseline_pct"]
             text = f"{sub.at[s, 'peak_output_tok_s']:.1f}\n@{sub.at[s, 'optimal_concurrency']}"
             if s != baseline and not pd.isna(delta):
-                text += f"\n{delta:+.1f}%"
+                marked = "significant" in sub.columns and is_true(sub.at[s, "significant"])
+                text += f"\n{delta:+.1f}%" + ("*" if marked else "")
             labels.append(text)
         _bar_panel(
             ax,
@@ -224,6 +250,7 @@ def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str)
             "Peak output throughput (tok/s)" if index % cols == 0 else None,
             model,
         )
+        _peak_intervals(ax, sub, scenarios)
         if baseline in sub.index:
             ax.axhline(
                 float(sub.at[baseline, "peak_output_tok_s"]),
@@ -236,19 +263,63 @@ def peak_throughput(peaks: pd.DataFrame, style: Style, out: Path, baseline: str)
         ax.set_visible(False)
     fig.suptitle(
         "Peak output throughput per scenario (successful requests)\n"
-        f"bar label: tok/s, @optimal concurrency, change vs {baseline}",
+        "whiskers: 95 % interval at the optimal level\n"
+        f"bar label: tok/s, @optimal, change vs {baseline} (* significant)",
         fontsize=10,
     )
-    return _legend_below_and_save(fig, handles, per_row, out / PEAK_FIGURE)
+    return _legend_below_and_save(fig, handles, per_row, out / tagged(PEAK_FIGURE, tag))
 
 
-def throughput_curves(frame: pd.DataFrame, peaks: pd.DataFrame, style: Style, out: Path) -> list[Path]:
-    """Output throughput against concurrency for every scenario, one figure per model."""
+def _peak_intervals(ax: Axes, sub: pd.DataFrame, scenarios: Sequence[str]) -> None:
+    """Whiskers of the t interval at each bar's optimal level, where the peak table has one."""
+    if "peak_ci_low" not in sub.columns:
+        return
+    for x, scenario in enumerate(scenarios):
+        low, high = float(sub.at[scenario, "peak_ci_low"]), float(sub.at[scenario, "peak_ci_high"])
+        if math.isnan(low) or math.isnan(high):
+            continue
+        ax.plot([x, x], [low, high], color="black", linewidth=1.0, zorder=3)
+        ax.plot([x - 0.12, x + 0.12], [high, high], color="black", linewidth=1.0, zorder=3)
+        ax.plot([x - 0.12, x + 0.12], [low, low], color="black", linewidth=1.0, zorder=3)
+
+
+def _intervals(
+    cells: pd.DataFrame | None, rows: pd.DataFrame, levels: pd.Index
+) -> tuple[np.ndarray, np.ndarray]:
+    """The t interval of each level of one scenario (NaN where it has none)."""
+    low = np.full(len(levels), np.nan)
+    high = np.full(len(levels), np.nan)
+    if cells is None or cells.empty or rows.empty:
+        return low, high
+    first = rows.iloc[0]
+    mine = cells[
+        (cells["run"] == first["run"])
+        & (cells["model"] == first["model"])
+        & (cells["scenario"] == first["scenario"])
+    ].set_index("concurrency")
+    for index, level in enumerate(levels):
+        if level in mine.index:
+            low[index] = float(mine.at[level, "ci_low"])
+            high[index] = float(mine.at[level, "ci_high"])
+    return low, high
+
+
+def throughput_curves(
+    frame: pd.DataFrame,
+    peaks: pd.DataFrame,
+    style: Style,
+    out: Path,
+    ordering: Ordering,
+    tag: str = "",
+    cells: pd.DataFrame | None = None,
+) -> list[Path]:
+    """Output throughput against concurrency for every scenario, one figure per model; the mean over the
+    repetitions of each level with its t interval (`cells`, kvbench.stats.cell_stats) as error bars."""
     usable = ok_rows(frame)
     paths: list[Path] = []
-    for model in order_models(usable["model"]):
+    for model in ordering.models(usable["model"]):
         data = usable[usable["model"] == model]
-        scenarios = order_scenarios(data["scenario"])
+        scenarios = ordering.scenarios_of(data["scenario"])
         legend_width = 0.9 + 0.075 * max(len(s) for s in scenarios)
         layout = _Layout(
             1, 1, panel=(7.4, 4.6), left=0.85, right=legend_width + 0.3, top=0.45, bottom=0.7, gap=(0, 0)
@@ -257,19 +328,20 @@ def throughput_curves(frame: pd.DataFrame, peaks: pd.DataFrame, style: Style, ou
         ax = fig.subplots()
         for scenario in scenarios:
             sub = data[data["scenario"] == scenario]
-            grouped = sub.groupby("concurrency")[THROUGHPUT].agg(["mean", "min", "max", "count"]).sort_index()
+            grouped = sub.groupby("concurrency")[THROUGHPUT].agg(["mean", "count"]).sort_index()
             xs = grouped.index.astype(float).to_numpy()
             ys = grouped["mean"].to_numpy(dtype=float)
             colour, marker = style.colours[scenario], style.markers[scenario]
-            if (grouped["count"] > 1).any():
+            low, high = _intervals(cells, sub, grouped.index)
+            if np.isfinite(low).any():
                 ax.errorbar(
                     xs,
                     ys,
-                    yerr=[ys - grouped["min"].to_numpy(float), grouped["max"].to_numpy(float) - ys],
+                    yerr=[np.nan_to_num(ys - low), np.nan_to_num(high - ys)],
                     fmt="none",
                     ecolor=colour,
                     capsize=3,
-                    alpha=0.7,
+                    alpha=0.8,
                 )
             ax.plot(xs, ys, color=colour, marker=marker, linewidth=1.8, markersize=5, label=scenario)
             peak = peaks[(peaks["model"] == model) & (peaks["scenario"] == scenario)]
@@ -284,7 +356,10 @@ def throughput_curves(frame: pd.DataFrame, peaks: pd.DataFrame, style: Style, ou
                     markeredgewidth=1.2,
                     linestyle="none",
                 )
-        ax.set_title(f"{model}: output throughput vs concurrency", fontsize=12, fontweight="bold")
+        title = f"{model}: output throughput vs concurrency"
+        if cells is not None and (cells["n"] > 1).any():
+            title += "\n(mean of the repetitions, bars: 95 % interval)"
+        ax.set_title(title, fontsize=11, fontweight="bold")
         ax.set_xlabel("Concurrency (concurrent request streams)")
         ax.set_ylabel("Output throughput (tok/s, successful requests)")
         top = float(data[THROUGHPUT].max())
@@ -305,16 +380,16 @@ def throughput_curves(frame: pd.DataFrame, peaks: pd.DataFrame, style: Style, ou
             )
         )
         ax.legend(handles=handles, title="Scenario", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
-        path = out / curve_figure_name(model)
-        fig.savefig(path, dpi=DPI)
-        paths.append(path)
+        paths.append(save_png(fig, out / curve_figure_name(model, tag)))
     return paths
 
 
-def latency_comparison(peaks: pd.DataFrame, style: Style, out: Path) -> Path:
+def latency_comparison(
+    peaks: pd.DataFrame, style: Style, out: Path, ordering: Ordering, tag: str = ""
+) -> Path:
     """Mean TTFT and TPOT at each scenario's peak-throughput concurrency, one column per model."""
-    models = order_models(peaks["model"])
-    scenarios_all = order_scenarios(peaks["scenario"])
+    models = ordering.models(peaks["model"])
+    scenarios_all = ordering.scenarios_of(peaks["scenario"])
     cols = max(1, len(models))
     band = _tick_band(scenarios_all)
     per_row = 8
@@ -357,83 +432,73 @@ def latency_comparison(peaks: pd.DataFrame, style: Style, out: Path) -> Path:
         fontsize=10,
     )
     handles = style.legend_handles(scenarios_all)
-    return _legend_below_and_save(fig, handles, per_row, out / LATENCY_FIGURE)
+    return _legend_below_and_save(fig, handles, per_row, out / tagged(LATENCY_FIGURE, tag))
 
 
-def delta_heatmap(peaks: pd.DataFrame, out: Path, baseline: str) -> Path:
-    """% change of peak throughput against the baseline, models x scenarios."""
-    models = order_models(peaks["model"])
-    scenarios = [s for s in order_scenarios(peaks["scenario"]) if s != baseline]
-    matrix = np.full((len(models), len(scenarios)), np.nan)
+def delta_heatmap(peaks: pd.DataFrame, out: Path, baseline: str, ordering: Ordering, tag: str = "") -> Path:
+    """% change of peak throughput against the baseline, models x scenarios, with its interval; cells that
+    are not significant (or have no interval) are hatched and greyed."""
+    models = ordering.models(peaks["model"])
+    scenarios = [s for s in ordering.scenarios_of(peaks["scenario"]) if s != baseline]
+    shape = (len(models), len(scenarios))
+    values, low, high = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    significant = np.full(shape, None, dtype=object)
     for i, model in enumerate(models):
         for j, scenario in enumerate(scenarios):
             match = peaks[(peaks["model"] == model) & (peaks["scenario"] == scenario)]
-            if not match.empty:
-                matrix[i, j] = float(match["delta_vs_baseline_pct"].iloc[0])
-    finite = matrix[np.isfinite(matrix)]
-    limit = max(5.0, float(np.ceil(np.abs(finite).max() / 5.0) * 5.0)) if finite.size else 5.0
-    band = _tick_band(scenarios, rotation=30)
-    layout = _Layout(
-        1,
-        1,
-        panel=(max(1.3 * len(scenarios), 4.0), max(0.7 * len(models), 1.4)),
-        left=0.6 + 0.08 * max((len(m) for m in models), default=6),
-        right=1.4,
-        top=0.5,
-        bottom=band + 0.85,
-        gap=(0, 0),
-    )
-    fig = layout.figure()
-    ax = fig.subplots()
-    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
+            if match.empty:
+                continue
+            row = match.iloc[0]
+            values[i, j] = float(row["delta_vs_baseline_pct"])
+            low[i, j] = float(row.get("delta_ci_low_pct", math.nan))
+            high[i, j] = float(row.get("delta_ci_high_pct", math.nan))
+            tested = not pd.isna(row.get("p_adjusted", math.nan))
+            significant[i, j] = bool(row.get("significant")) if tested else None
+    path = out / tagged(HEATMAP_FIGURE, tag)
     if not scenarios:
+        fig = Figure(figsize=(4.0, 1.6))
+        ax = fig.subplots()
         ax.text(0.5, 0.5, f"No scenario besides {baseline} to compare", ha="center", va="center")
         ax.set_axis_off()
-        path = out / HEATMAP_FIGURE
-        fig.savefig(path, dpi=DPI)
-        return path
-    image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
-    for i in range(len(models)):
-        for j in range(len(scenarios)):
-            value = matrix[i, j]
-            text = "n/a" if math.isnan(value) else f"{value:+.1f}%"
-            dark = not math.isnan(value) and abs(value) > 0.6 * limit
-            ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if dark else "black")
-    ax.set_xticks(range(len(scenarios)))
-    ax.set_xticklabels(scenarios, rotation=30, ha="right")
-    ax.set_yticks(range(len(models)))
-    ax.set_yticklabels(models)
-    ax.set_xlabel("Scenario")
-    ax.set_ylabel("Model")
-    ax.set_title(f"Peak output throughput: change vs {baseline} (%)", fontsize=12, fontweight="bold")
-    width = layout.size[0]
-    box = layout.adjust
-    colour_axes = fig.add_axes((1 - 1.1 / width, box["bottom"], 0.18 / width, box["top"] - box["bottom"]))
-    colourbar = fig.colorbar(image, cax=colour_axes)
-    colourbar.set_label(f"% change vs {baseline} peak")
-    legend = [
-        Patch(facecolor=cmap(0.9), label="faster than baseline"),
-        Patch(facecolor=cmap(0.1), label="slower than baseline"),
-        Patch(facecolor="#d9d9d9", label="no data"),
-    ]
-    fig.legend(
-        handles=legend, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False, fontsize=8
+        return save_png(fig, path)
+    return delta_grid(
+        values,
+        significant,
+        models,
+        scenarios,
+        path,
+        title=f"Peak output throughput: change vs {baseline} (%, 95 % interval)",
+        colour_label=f"% change vs {baseline} peak",
+        axis_labels=("Scenario", "Model"),
+        low=low,
+        high=high,
     )
-    path = out / HEATMAP_FIGURE
-    fig.savefig(path, dpi=DPI)
-    return path
 
 
-def draw_all(frame: pd.DataFrame, peaks: pd.DataFrame, out: Path, baseline: str) -> list[Path]:
-    """Every figure; nothing when there are no peaks."""
+def draw_all(
+    frame: pd.DataFrame,
+    peaks: pd.DataFrame,
+    out: Path,
+    baseline: str,
+    ordering: Ordering,
+    cells: pd.DataFrame | None = None,
+) -> dict[str, list[Path]]:
+    """Every figure of every run (run -> its figures); nothing when there are no peaks."""
     if peaks.empty:
-        return []
-    style = Style(list(peaks["scenario"]) + list(ok_rows(frame)["scenario"]))
-    paths = [peak_throughput(peaks, style, out, baseline)]
-    paths += throughput_curves(frame, peaks, style, out)
-    paths.append(latency_comparison(peaks, style, out))
-    paths.append(delta_heatmap(peaks, out, baseline))
-    return paths
+        return {}
+    style = Style(list(peaks["scenario"]) + list(ok_rows(frame)["scenario"]), ordering)
+    runs = runs_in(peaks)
+    drawn: dict[str, list[Path]] = {}
+    for run in runs:
+        tag = run_tag(run, runs)
+        run_peaks = peaks[peaks["run"] == run]
+        run_frame = frame[frame["run"] == run]
+        paths = [peak_throughput(run_peaks, style, out, baseline, ordering, tag)]
+        paths += throughput_curves(run_frame, run_peaks, style, out, ordering, tag, cells)
+        paths.append(latency_comparison(run_peaks, style, out, ordering, tag))
+        paths.append(delta_heatmap(run_peaks, out, baseline, ordering, tag))
+        drawn[run] = paths
+    return drawn
 
 
 __all__ = [
@@ -443,10 +508,12 @@ __all__ = [
     "Style",
     "curve_figure_name",
     "draw_all",
+    "run_tag",
+    "tagged",
 ]
 
 
-def _legend_below_and_save(fig, handles: list, per_row: int, path: Path) -> Path:
+def _legend_below_and_save(fig: Figure, handles: list[object], per_row: int, path: Path) -> Path:
     """One legend under all panels of a figure (scenario colours are shared), then the PNG."""
     fig.legend(
         handles=handles,
@@ -456,5 +523,4 @@ def _legend_below_and_save(fig, handles: list, per_row: int, path: Path) -> Path
         fontsize=9,
         frameon=False,
     )
-    fig.savefig(path, dpi=DPI)
-    return path
+    return save_png(fig, path)

@@ -1,35 +1,48 @@
-"""report.md: the evaluation's tables regenerated from the data, with the figures embedded."""
+"""report.md: the verdict first, then the evaluation's tables regenerated from the data with their
+intervals, the figures embedded, one part per run.
+
+Pure: `report_text` returns the Markdown; kvbench.outputs writes it.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from kvbench import __version__
+from kvbench.analysis import Analysis
+from kvbench.deltas import is_true
 from kvbench.errors import BadInput
-from kvbench.naming import order_models
-from kvbench.plots import HEATMAP_FIGURE, LATENCY_FIGURE, PEAK_FIGURE, curve_figure_name
+from kvbench.markdown import md_table
+from kvbench.naming import Ordering
+from kvbench.plots import HEATMAP_FIGURE, LATENCY_FIGURE, PEAK_FIGURE, curve_figure_name, run_tag, tagged
+from kvbench.report_verdict import (
+    correction_name,
+    fmt_interval,
+    fmt_p,
+    method_text,
+    validity_table,
+    verdict_section,
+)
+from kvbench.table import runs_in
 
 REDIS_VALKEY_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("LMCache remote backend", "lmcache-redis", "lmcache-valkey"),
     ("llm-d KV-block index", "llm-d-redis", "llm-d-valkey"),
 )
-
-
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str) -> str:
-    """A Markdown table; `align` has one letter per column: l(eft) or r(ight)."""
-    marks = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+# Configuration shown per run in the inputs section: column -> label.
+RUN_FACTS: tuple[tuple[str, str], ...] = (
+    ("target", "target"),
+    ("platform", "platform"),
+    ("preset", "preset"),
+    ("vllm_version", "vLLM"),
+    ("lmcache_version", "LMCache"),
+    ("guidellm_version", "GuideLLM"),
+)
 
 
 def _pct(value: float, bold: bool = True) -> str:
@@ -45,34 +58,70 @@ def _num(value: float, fmt: str = "{:,.1f}") -> str:
     return fmt.format(value)
 
 
-def _rows_per_model(peaks: pd.DataFrame, cells) -> list[list]:
-    """Table rows grouped by model (its name bold on its first row), then scenario, then `cells(row)`."""
-    rows = []
-    for model in order_models(peaks["model"]):
+Cells = Callable[[pd.Series], list[object]]
+
+
+def _rows_per_model(
+    peaks: pd.DataFrame, ordering: Ordering, cells: Cells, mark_invalid: bool = False
+) -> list[list[object]]:
+    """Table rows grouped by model (its name bold on its first row), then scenario, then `cells(row)`.
+    With `mark_invalid`, a scenario whose numbers include invalid points is marked †."""
+    rows: list[list[object]] = []
+    for model in ordering.models(peaks["model"]):
         sub = peaks[peaks["model"] == model]
         for index, (_, row) in enumerate(sub.iterrows()):
-            rows.append([f"**{model}**" if index == 0 else "", row["scenario"], *cells(row)])
+            name = row["scenario"]
+            if mark_invalid and row.get("invalid_points", 0):
+                name += " †"
+            rows.append([f"**{model}**" if index == 0 else "", name, *cells(row)])
     return rows
 
 
-def peak_summary(peaks: pd.DataFrame, baseline: str) -> str:
-    rows = _rows_per_model(
-        peaks,
-        lambda row: [
+def _n(value: object) -> object:
+    return "—" if value is None or pd.isna(value) else int(value)  # type: ignore[call-overload]
+
+
+def peak_summary(
+    peaks: pd.DataFrame,
+    baseline: str,
+    ordering: Ordering,
+    correction: str = "Holm",
+    mark_invalid: bool = False,
+) -> str:
+    """The evaluation's peak table; the change is bold only where it is significant, with its interval,
+    its adjusted p-value and the repetitions at the peak."""
+
+    def cells(row: pd.Series) -> list[object]:
+        is_baseline = row["scenario"] == baseline
+        delta = _pct(row["delta_vs_baseline_pct"], bold=is_true(row.get("significant")))
+        return [
             _num(row["peak_output_tok_s"]),
             int(row["optimal_concurrency"]),
-            "—" if row["scenario"] == baseline else _pct(row["delta_vs_baseline_pct"]),
-        ],
-    )
-    headers = ["Model", "Configuration", "Peak Throughput (tok/s)", "Optimal Concurrency", "vs Baseline"]
-    return md_table(headers, rows, "llrrr")
+            "—" if is_baseline else delta,
+            "—" if is_baseline else fmt_interval(row.get("delta_ci_low_pct"), row.get("delta_ci_high_pct")),
+            "—" if is_baseline else fmt_p(row.get("p_adjusted")),
+            _n(row.get("n_repetitions", row.get("repetitions_at_peak"))),
+        ]
+
+    rows = _rows_per_model(peaks, ordering, cells, mark_invalid)
+    headers = [
+        "Model",
+        "Configuration",
+        "Peak Throughput (tok/s)",
+        "Optimal Concurrency",
+        "vs Baseline",
+        "95 % CI",
+        f"p ({correction})",
+        "n",
+    ]
+    return md_table(headers, rows, "llrrrrrr")
 
 
-def redis_vs_valkey(peaks: pd.DataFrame) -> str:
+def redis_vs_valkey(peaks: pd.DataFrame, ordering: Ordering) -> str:
     parts = []
     for title, redis, valkey in REDIS_VALKEY_PAIRS:
         rows = []
-        for model in order_models(peaks["model"]):
+        for model in ordering.models(peaks["model"]):
             sub = peaks[peaks["model"] == model].set_index("scenario")
             if redis not in sub.index or valkey not in sub.index:
                 continue
@@ -84,12 +133,17 @@ def redis_vs_valkey(peaks: pd.DataFrame) -> str:
                 f"**{title}** (`{redis}` vs `{valkey}`; delta is Valkey against Redis)\n\n"
                 + md_table(["Model", "Redis", "Valkey", "Delta"], rows, "lrrr")
             )
+    if parts:
+        parts.append(
+            "_These deltas are plain ratios of the two peaks, not tested against each other; each peak's "
+            "test against the baseline is in the summary above._"
+        )
     return "\n\n".join(parts) if parts else "_No model has both a Redis and a Valkey scenario._"
 
 
-def best_strategy(peaks: pd.DataFrame, baseline: str) -> str:
+def best_strategy(peaks: pd.DataFrame, baseline: str, ordering: Ordering) -> str:
     rows = []
-    for model in order_models(peaks["model"]):
+    for model in ordering.models(peaks["model"]):
         sub = peaks[peaks["model"] == model]
         best = sub.loc[sub["peak_output_tok_s"].idxmax()]
         base = sub[sub["scenario"] == baseline]
@@ -116,9 +170,10 @@ def best_strategy(peaks: pd.DataFrame, baseline: str) -> str:
     return md_table(headers, rows, "lrlrrr")
 
 
-def latency_at_peak(peaks: pd.DataFrame) -> str:
+def latency_at_peak(peaks: pd.DataFrame, ordering: Ordering) -> str:
     rows = _rows_per_model(
         peaks,
+        ordering,
         lambda row: [
             int(row["optimal_concurrency"]),
             _num(row["ttft_ms_mean_at_peak"], "{:,.0f}"),
@@ -141,12 +196,28 @@ def latency_at_peak(peaks: pd.DataFrame) -> str:
     return md_table(headers, rows, "llrrrrrr")
 
 
-def _inputs_section(frame: pd.DataFrame, bad: Sequence[BadInput], files_read: int) -> str:
+def _run_facts(frame: pd.DataFrame, run: str) -> str:
+    """`target nodes, preset cpu-local, vLLM 0.32.0, ...`: the values a run's rows agree on."""
+    rows = frame[frame["run"] == run]
+    facts = []
+    for column, label in RUN_FACTS:
+        values = sorted({str(v) for v in rows[column].dropna()})
+        if values:
+            facts.append(f"{label} {'/'.join(values)}")
+    models = sorted({str(m) for m in rows["model"].dropna()})
+    return ", ".join([f"model {'/'.join(models)}", *facts])
+
+
+def _inputs_section(frame: pd.DataFrame, bad: Sequence[BadInput], files_read: int, ordering: Ordering) -> str:
     counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
     breakdown = ", ".join(f"{status}: {count}" for status, count in sorted(counts.items()))
     lines = [
         f"- Result files read: {files_read}; rows: {len(frame)}" + (f" ({breakdown})" if breakdown else "")
     ]
+    runs = [r for r in runs_in(frame) if r]
+    if runs:
+        lines.append(f"- Runs ({len(runs)}; each reported on its own, never averaged together):")
+        lines += [f"  - `{run}`: {_run_facts(frame, run)}" for run in runs]
     versions = sorted({str(v) for v in frame["guidellm_version"].dropna()}) if not frame.empty else []
     if versions:
         lines.append(f"- GuideLLM versions: {', '.join(versions)}")
@@ -155,8 +226,9 @@ def _inputs_section(frame: pd.DataFrame, bad: Sequence[BadInput], files_read: in
         lines.append("- Points not used for peaks:")
         for _, row in not_ok.iterrows():
             concurrency = "?" if pd.isna(row["concurrency"]) else int(row["concurrency"])
+            where = f"{row['run']}: " if len(runs) > 1 and row["run"] else ""
             lines.append(
-                f"  - {row['model']} / {row['scenario']} / concurrency {concurrency}: "
+                f"  - {where}{row['model']} / {row['scenario']} / concurrency {concurrency}: "
                 f"{row['status']} ({row['reason'] or 'no reason given'})"
             )
     if bad:
@@ -165,52 +237,119 @@ def _inputs_section(frame: pd.DataFrame, bad: Sequence[BadInput], files_read: in
     return "\n".join(lines)
 
 
-def write_report(
-    out: Path,
-    frame: pd.DataFrame,
-    peaks: pd.DataFrame,
-    baseline: str,
-    figures: Sequence[Path],
+def level_matrix(deltas: pd.DataFrame) -> str:
+    """Change against the baseline per scenario (rows) and level (columns); * marks a significant one."""
+    levels = deltas[deltas["concurrency"].astype(str) != "peak"]
+    if levels.empty:
+        return "_No level has both the scenario and the baseline._"
+    concurrencies = sorted({int(c) for c in levels["concurrency"]})
+    rows = []
+    for scenario, group in levels.groupby("scenario", sort=False):
+        by_level = {int(r["concurrency"]): r for _, r in group.iterrows()}
+        cells: list[object] = [scenario]
+        for concurrency in concurrencies:
+            row = by_level.get(concurrency)
+            if row is None or pd.isna(row["delta_pct"]):
+                cells.append("—")
+                continue
+            mark = "*" if is_true(row["significant"]) else ""
+            cells.append(f"{row['delta_pct']:+.1f}%{mark}")
+        rows.append(cells)
+    headers = ["Configuration", *(f"c={c}" for c in concurrencies)]
+    return md_table(headers, rows, "l" + "r" * len(concurrencies))
+
+
+def _run_sections(
+    result: Analysis, run: str, figures: set[str], tag: str, ordering: Ordering, level: str
+) -> list[str]:
+    """The evaluation's tables and figures for the peaks of one run; `level` is the heading's #s."""
+    peaks = result.peaks[result.peaks["run"] == run]
+    deltas = result.deltas[result.deltas["run"] == run]
+    baseline = result.baseline
+    correction = correction_name(result.options)
+    sections = [
+        f"{level} Peak Throughput Summary",
+        peak_summary(peaks, baseline, ordering, correction, result.include_invalid),
+    ]
+    if tagged(PEAK_FIGURE, tag) in figures:
+        sections.append(f"![Peak throughput, all scenarios]({tagged(PEAK_FIGURE, tag)})")
+    sections.append(f"{level} Throughput vs Concurrency")
+    for model in ordering.models(peaks["model"]):
+        name = curve_figure_name(model, tag)
+        if name in figures:
+            sections.append(f"![{model}: throughput vs concurrency]({name})")
+    sections += [f"{level} Latency at Peak Throughput", latency_at_peak(peaks, ordering)]
+    if tagged(LATENCY_FIGURE, tag) in figures:
+        sections.append(f"![TTFT and TPOT at peak throughput]({tagged(LATENCY_FIGURE, tag)})")
+    sections.append(f"{level} Performance Delta vs Baseline")
+    if tagged(HEATMAP_FIGURE, tag) in figures:
+        sections.append(f"![Performance delta heatmap]({tagged(HEATMAP_FIGURE, tag)})")
+    sections += [
+        "Per level (`delta_vs_baseline.csv` has the intervals and p-values; * significant):",
+        level_matrix(deltas),
+        f"{level} Redis vs Valkey",
+        redis_vs_valkey(peaks, ordering),
+        f"{level} Best Strategy per Model",
+        best_strategy(peaks, baseline, ordering),
+    ]
+    return sections
+
+
+def _verdicts(result: Analysis, runs: list[str]) -> list[str]:
+    sections = ["## Verdict"]
+    for run in runs:
+        if len(runs) > 1:
+            sections.append(f"### Verdict for run `{run or '(unnamed)'}`")
+        deltas = result.deltas[result.deltas["run"] == run]
+        validity = result.validity[result.validity["run"] == run]
+        sections.append(
+            verdict_section(deltas, validity, result.baseline, result.options, result.run_max_n(run))
+        )
+    if result.include_invalid:
+        sections.append(
+            "_--include-invalid: points judged invalid are in the numbers below, their configurations "
+            "marked †; nothing that includes one is called significant._"
+        )
+    sections.append(method_text(result.options))
+    return sections
+
+
+def report_text(
+    result: Analysis,
+    figures: Mapping[str, Sequence[Path]],
     bad: Sequence[BadInput],
     files_read: int,
-) -> Path:
+    ordering: Ordering,
+) -> str:
+    """The whole report.md: the verdict first. With several runs each run has its own part; runs are never
+    compared here (`kvbench compare` does that)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    names = {p.name for p in figures}
+    frame, peaks, baseline = result.frame, result.peaks, result.baseline
     sections = [
         "# KV-cache strategy evaluation: results",
         f"Generated by kvbench {__version__} on {stamp}. Throughput is GuideLLM's "
         "`output_tokens_per_second.successful.mean` (output tokens/s of successful requests); the peak is "
         "the highest value over the concurrency levels (mean over repetitions where a level ran more than "
-        f"once). The baseline is `{baseline}`.",
+        f"once). The baseline is `{baseline}`, taken from the same run.",
+    ]
+    runs = runs_in(frame)
+    if runs:
+        sections += _verdicts(result, runs)
+    sections += [
         "## Inputs",
-        _inputs_section(frame, bad, files_read),
+        _inputs_section(frame, bad, files_read, ordering),
+        "## Validity",
+        validity_table(result.validity, len([r for r in runs if r]) > 1),
     ]
     if peaks.empty:
         sections += ["## Peak Throughput Summary", "_No usable results: nothing to summarise._"]
-    else:
-        sections += [
-            "## Peak Throughput Summary",
-            peak_summary(peaks, baseline),
-        ]
-        if PEAK_FIGURE in names:
-            sections.append(f"![Peak throughput, all scenarios]({PEAK_FIGURE})")
-        sections += ["## Throughput vs Concurrency"]
-        for model in order_models(peaks["model"]):
-            name = curve_figure_name(model)
-            if name in names:
-                sections.append(f"![{model}: throughput vs concurrency]({name})")
-        sections += ["## Latency at Peak Throughput", latency_at_peak(peaks)]
-        if LATENCY_FIGURE in names:
-            sections.append(f"![TTFT and TPOT at peak throughput]({LATENCY_FIGURE})")
-        sections += ["## Performance Delta vs Baseline"]
-        if HEATMAP_FIGURE in names:
-            sections.append(f"![Performance delta heatmap]({HEATMAP_FIGURE})")
-        sections += [
-            "## Redis vs Valkey",
-            redis_vs_valkey(peaks),
-            "## Best Strategy per Model",
-            best_strategy(peaks, baseline),
-        ]
-    path = out / "report.md"
-    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
-    return path
+        return "\n\n".join(sections) + "\n"
+    peak_runs = runs_in(peaks)
+    for run in peak_runs:
+        names = {p.name for p in figures.get(run, [])}
+        if len(peak_runs) == 1:
+            sections += _run_sections(result, run, names, "", ordering, "##")
+        else:
+            sections.append(f"## Run `{run or '(unnamed)'}`")
+            sections += _run_sections(result, run, names, run_tag(run, peak_runs), ordering, "###")
+    return "\n\n".join(sections) + "\n"

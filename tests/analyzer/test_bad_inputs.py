@@ -108,7 +108,10 @@ def test_damaged_inputs_are_named_and_skipped(damaged_tree, run_analyze, tmp_pat
         ("Qwen3-14B", "lmcache-local"),
         ("Qwen3-14B", "no-offload"),
     ]
-    assert (run.out / "peak_throughput_all_scenarios.png").is_file()
+    # Two runs (the original tree and the kvbench run): each gets its own figures, named after it.
+    for run_name in ("1x2xL40S_upstream-llm-d-0.4.0", "Qwen3-0.6B-local-1a2b3c4d"):
+        assert (run.out / f"peak_throughput_all_scenarios_{run_name}.png").is_file(), run_name
+    assert not (run.out / "peak_throughput_all_scenarios.png").exists()
     report = (run.out / "report.md").read_text()
     assert "Inputs that could not be read" in report
     assert str(paths["truncated"]) in report

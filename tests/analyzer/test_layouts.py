@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -178,3 +179,57 @@ def test_kvbench_point_without_record_takes_identity_from_its_path(tmp_path: Pat
     assert record["status"] == "ok"
     assert "no point.json" in record["reason"]
     assert record["output_tok_s_successful"] == 64.0
+
+
+def test_schema_1_point_records_of_older_runs_are_still_read(tmp_path: Path, run_analyze) -> None:
+    """point.json of schema 1 (docs/design.md before records were versioned): no `config`, the evidence
+    under `validity`, the base seed in `workload` and the point's seed in `guidellm`."""
+    run = KvbenchRun(tmp_path / "results", "Qwen3-32B-AWQ")
+    point = run.point("no-offload", Level(50, 61.5))
+    record = json.loads((point / "point.json").read_text())
+    record.update(
+        workload={"duration_s": 120, "prompt_tokens": 128, "output_tokens": 128, "prefix_tokens": 10000,
+                  "prefix_count": 100, "turns": 5, "seed": 889},
+        guidellm={"version": "0.8.1", "file": "guidellm.json.zst", "seed": 939,
+                  "client": {"cores": 16, "cpu_busy_pct": 99.4, "saturated_suspect": True}},
+        servers=["gpu1"],
+        validity={"cache_reset_verified": True, "prefix_cache_queries_delta": 5000,
+                  "prefix_cache_hits_delta": 4200, "external_prefix_cache_hits_delta": 0,
+                  "index_keys_before": None, "index_keys_after": None, "preemptions_delta": 3,
+                  "server_restarted": False},
+    )  # fmt: skip
+    (point / "point.json").write_text(json.dumps(record))
+    result = run_analyze(tmp_path / "results")
+    assert result.exit_code == 0, result.stderr
+    (row,) = result.csv("complete_metrics.csv").to_dict("records")
+    assert (row["run"], row["model"], row["scenario"], row["output_tok_s_successful"]) == (
+        "Qwen3-32B-AWQ-local-1a2b3c4d",
+        "Qwen3-32B-AWQ",
+        "no-offload",
+        61.5,
+    )
+    assert (row["seed"], row["requested_duration_s"], row["prefix_count"]) == (939, 120, 100)
+    assert row["client_saturated_suspect"] is True and row["client_cpu_busy_pct"] == 99.4
+    assert row["cache_reset_verified"] is True and row["server_restarted"] is False
+    assert (row["prefix_cache_hits_delta"], row["preemptions_delta"]) == (4200, 3)
+    assert row["servers"] == "gpu1"
+    assert math.isnan(row["seed_reported"]) and math.isnan(row["cpu_offload_bytes"])
+
+
+def test_target_extras_beside_bare_reports_are_not_results(tmp_path: Path, run_analyze) -> None:
+    """A tree without records (a Kubernetes run from before the record path): the reports are read as loose
+    files, and treatment.json, diagnostics/, server/ and pcp/ are never taken for GuideLLM results."""
+    scenario = tmp_path / "old-k8s" / "lmcache-redis"
+    write_zst_json(scenario / "guidellm.json.zst", make_report([Level(4, 300.0)], version="0.8.1"))
+    (scenario / "treatment.json").write_text(json.dumps({"valid": True, "reasons": []}))
+    (scenario / "diagnostics").mkdir()
+    (scenario / "diagnostics" / "pods.yaml").write_text("- kind: Pod\n")
+    (scenario / "server").mkdir()
+    (scenario / "server" / "vllm-0.log").write_text("INFO ready\n")
+    (scenario / "pcp" / "node-a").mkdir(parents=True)
+    (scenario / "pcp" / "node-a" / ".metrics.json").write_text("{}")
+    result = run_analyze(tmp_path / "old-k8s")
+    assert result.exit_code == 0, result.stderr
+    metrics = result.csv("complete_metrics.csv")
+    assert list(metrics["source_file"]) == [str(scenario / "guidellm.json.zst")]
+    assert list(metrics["output_tok_s_successful"]) == [300.0]

@@ -82,9 +82,42 @@ def test_manifest_says_what_ran(demo_run):
     assert len(manifest["harness"]["commit"]) == 40 and isinstance(manifest["harness"]["dirty"], bool)
     host = manifest["hosts"]["localhost"]
     assert host["cpu_model"] and host["memory_gib"] > 0
-    assert {s["name"] for s in manifest["resolved_scenarios"]} >= {"no-offload", "llm-d-redis"}
+    assert manifest["ended_at"] and manifest["plan_hash"] == load(demo_run / "plan.json")["plan_hash"]
+    assert manifest["scenarios"][:2] == ["no-offload", "native-offload"]
     phases = {p["phase"] for p in manifest["phases"]}
-    assert {"scenario", "server_start"} <= phases
+    assert {"scenario", "server_start", "point"} <= phases
+
+
+def test_every_record_conforms_to_its_schema(demo_run):
+    from kvbench.records import problems
+
+    kinds = {
+        "plan.json": "plan",
+        "manifest.json": "manifest",
+        "scenario.json": "scenario",
+        "point.json": "point",
+    }
+    checked = 0
+    for path in demo_run.rglob("*.json"):
+        if path.name in kinds:
+            assert problems(load(path), kinds[path.name]) == [], path
+            checked += 1
+    assert checked == 2 + 8 + 8 * 2
+
+
+def test_the_recorded_seed_is_the_seed_guidellm_used(demo_run):
+    plan = load(demo_run / "plan.json")
+    ok = [load(p) for p in demo_run.glob("*/c*-r*/point.json") if load(p)["status"] == "ok"]
+    for record in ok:
+        point = next(
+            p
+            for p in plan["points"]
+            if p["id"] == f"{record['scenario']}/c{record['concurrency']:04d}-r{record['repetition']}"
+        )
+        assert record["guidellm"]["seed"] == record["guidellm"]["seed_reported"] == point["seed"], record
+        assert record["workload"]["seed"] == point["seed"]
+    # Cold cache: every level its own conversations, the same for every scenario.
+    assert len({(r["concurrency"], r["guidellm"]["seed"]) for r in ok}) == 2
 
 
 def test_every_point_is_ok_or_skipped_with_a_reason(demo_run):
@@ -93,7 +126,7 @@ def test_every_point_is_ok_or_skipped_with_a_reason(demo_run):
     for record in records:
         if record["scenario"] in ("no-offload", "llm-d-inmem", "llm-d-redis", "llm-d-valkey"):
             assert record["status"] == "ok", record
-            assert record["validity"]["cache_reset_verified"] is True
+            assert record["evidence"]["cache_reset_verified"] is True
         else:
             assert record["status"] == "skipped" and record["reason"], record
 
@@ -110,19 +143,19 @@ def test_guidellm_reports_and_metrics_show_prefix_cache_hits(demo_run):
         after = (point / "metrics" / "localhost-after.prom").read_text()
         hits = metric(after, "vllm:prefix_cache_hits_total") - metric(before, "vllm:prefix_cache_hits_total")
         assert hits > 0, point
-        assert load(point / "point.json")["validity"]["prefix_cache_hits_delta"] == hits
+        assert load(point / "point.json")["evidence"]["prefix_cache_hits_delta"] == hits
 
 
 def test_index_scenarios_fill_their_store(demo_run):
     for name in ("llm-d-inmem", "llm-d-redis", "llm-d-valkey"):
         for point in demo_run.glob(f"{name}/c*-r1/point.json"):
-            validity = load(point)["validity"]
-            assert validity["index_keys_after"] > 0, (name, validity)
+            evidence = load(point)["evidence"]
+            assert evidence["index_keys_after"] > 0, (name, evidence)
 
 
 def test_vllm_started_once_per_scenario_and_nothing_is_left_running(demo_run):
     for name in ("no-offload", "llm-d-inmem", "llm-d-redis", "llm-d-valkey"):
-        assert load(demo_run / name / "scenario.json")["vllm_starts"] == 1
+        assert load(demo_run / name / "scenario.json")["server_starts"] == 1
     assert running_services() == []
 
 
@@ -140,9 +173,16 @@ def test_checksums_cover_the_fetched_artifacts(demo_run):
 
 
 def test_no_secret_reaches_results(demo_run):
+    checked = 0
     for path in demo_run.rglob("*"):
-        if path.is_file() and path.suffix in (".json", ".log", ".prom", ".jsonl"):
-            assert "kvbench-test-secret" not in path.read_text(errors="ignore"), path
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".zst":
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        assert b"kvbench-test-secret" not in data, path
+        checked += 1
+    assert checked > 50
 
 
 def test_analyzer_reads_the_run(demo_run, tmp_path):
@@ -157,10 +197,69 @@ def test_analyzer_reads_the_run(demo_run, tmp_path):
     assert "no-offload" in peaks and "llm-d-redis" in peaks
 
 
+@pytest.fixture(scope="module")
+def warm_run(tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("warm")
+    result = sweep(
+        results, "scenarios=no-offload", "warm_cache=true", "repetitions=2", "guidellm_request_samples=4"
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    return (results / "latest").resolve()
+
+
+def test_warm_cache_replays_one_seed_per_repetition_and_the_levels_share_prefixes(warm_run):
+    ok = [load(p) for p in warm_run.glob("no-offload/c*-r*/point.json")]
+    assert len(ok) == 4 and all(r["status"] == "ok" for r in ok), ok
+    for record in ok:
+        assert record["workload"]["warm_cache"] is True
+        assert record["guidellm"]["seed"] == record["guidellm"]["seed_reported"]
+    seeds = {(r["repetition"], r["guidellm"]["seed"]) for r in ok}
+    assert len(seeds) == 2  # one seed per repetition, shared by its two levels
+    prompts = {}
+    for level in (2, 3):
+        report = json.loads(
+            zstandard.ZstdDecompressor()
+            .decompressobj()
+            .decompress((warm_run / f"no-offload/c{level:04d}-r1/guidellm.json.zst").read_bytes())
+        )
+        prompts[level] = {p[:200] for p in _sampled_prompts(report)}
+    assert prompts[2] and prompts[3] and prompts[2] & prompts[3], "the two levels share no prefix"
+
+
+def _sampled_prompts(report: dict) -> list[str]:
+    """Prompt texts GuideLLM kept in its report's request samples (0.8 layout)."""
+    found: list[str] = []
+    for benchmark in report["benchmarks"]:
+        for group in (benchmark.get("requests") or {}).values():
+            for request in group or []:
+                prompt = (request or {}).get("prompt") if isinstance(request, dict) else None
+                if isinstance(prompt, str) and prompt:
+                    found.append(prompt)
+    return found
+
+
+def test_two_runs_analysed_together_stay_apart(demo_run, warm_run, tmp_path):
+    result = subprocess.run(
+        [str(BIN / "kvbench"), "analyze", str(demo_run), str(warm_run), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "complete_metrics.csv")
+    assert set(table["run"]) == {demo_run.name, warm_run.name}
+    baseline = table[table["scenario"] == "no-offload"].groupby(["run", "concurrency"])["repetition"]
+    # One repetition in the demo run, two in the warm run: nothing merged, nothing invented.
+    assert set(baseline.max().loc[demo_run.name]) == {1}
+    assert set(baseline.max().loc[warm_run.name]) == {2}
+
+
 def test_killing_vllm_mid_point_fails_that_point_and_a_rerun_fills_it_in(tmp_path):
     results = tmp_path / "results"
     args = ["-i", "inventory/local", "-e", f"results_dir={results}", "-e", "scenarios=no-offload"]
-    for item in [*SHORT, "duration_s=20"]:
+    for item in [*SHORT, "duration_s=20", "repetitions=2"]:
         args += ["-e", item]
     proc = subprocess.Popen(
         [str(BIN / "ansible-playbook"), "sweep.yml", *args],
@@ -193,7 +292,7 @@ def test_killing_vllm_mid_point_fails_that_point_and_a_rerun_fills_it_in(tmp_pat
     first = load(run / "no-offload" / "c0002-r1" / "point.json")
     second = load(run / "no-offload" / "c0003-r1" / "point.json")
     assert first["status"] == "failed" and first["reason"], output[-4000:]
-    assert second["status"] == "ok" and second["validity"]["server_restarted"] is True, output[-4000:]
+    assert second["status"] == "ok" and second["evidence"]["server_restarted"] is True, output[-4000:]
     assert running_services() == []
 
     rerun = run_playbook("sweep.yml", *args, timeout=1800)
@@ -201,3 +300,9 @@ def test_killing_vllm_mid_point_fails_that_point_and_a_rerun_fills_it_in(tmp_pat
     assert load(run / "no-offload" / "c0002-r1" / "point.json")["status"] == "ok"
     # The point already recorded ok was not measured again.
     assert load(run / "no-offload" / "c0003-r1" / "point.json")["started_at"] == second["started_at"]
+    # Cold cache, repetitions 1 and 2: GuideLLM reports the planned seed, and each point has its own.
+    records = [load(p) for p in run.glob("no-offload/c*-r*/point.json")]
+    assert {(r["repetition"], r["status"]) for r in records} == {(1, "ok"), (2, "ok")}
+    for record in records:
+        assert record["guidellm"]["seed"] == record["guidellm"]["seed_reported"], record
+    assert len({r["guidellm"]["seed"] for r in records}) == 4

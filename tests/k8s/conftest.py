@@ -1,14 +1,21 @@
-"""Render every scenario x model x preset once per session with the real render.yml (no cluster needed)."""
+"""Render every scenario x model x preset once per session with the real render.yml (no cluster needed), and
+compute, independently of Ansible, the plan each render must come from (kvbench.plan.build_plan)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+
+from kvbench.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
@@ -18,6 +25,87 @@ PRESETS = ("llm-d-v0.4.0", "llm-d-v0.5.0")
 FAKE_HF_TOKEN = "hf_kvbenchFAKEtoken0123456789abcdef"
 FAKE_REDIS_PASSWORD = "kvbenchFAKEredisPassword42"
 FAKE_VALKEY_PASSWORD = "kvbenchFAKEvalkeyPassword42"
+
+
+# What inventory/cluster.example and the k8s_* defaults give the plan: the gateway Service Istio creates for
+# kvbench-gateway in namespace kvbench (port 80), the EPP Service, the store Services, the results volume.
+CLUSTER_TP = 2  # inventory/cluster.example/hosts.yml
+GATEWAY_URL = "http://kvbench-gateway-istio.kvbench.svc.cluster.local:80"
+CLUSTER_WIRING = {
+    "epp_service": "kvbench-pool-epp",
+    "kv_events_port": 5557,
+    "store_addresses": {"redis": "kvbench-redis:6379", "valkey": "kvbench-valkey:6379"},
+}
+
+
+@cache
+def group_vars() -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for path in sorted((REPO / "group_vars" / "all").glob("*.yml")):
+        merged.update(yaml.safe_load(path.read_text()) or {})
+    return merged
+
+
+def cluster_request(model: str, preset: str) -> dict[str, Any]:
+    """The request render.yml makes for -i inventory/cluster.example -e target=kubernetes (catalogs)."""
+    gv = copy.deepcopy(group_vars())
+    return {
+        "catalog": {
+            "models": gv["kvbench_models"],
+            "scenarios": gv["kvbench_scenarios"],
+            "presets": gv["kvbench_version_presets"],
+            "platforms": gv["kvbench_platforms"],
+            "targets": gv["kvbench_targets"],
+        },
+        "model": model,
+        "target": "kubernetes",
+        "platform": "cuda",
+        "preset": preset,
+        "scenarios": [],
+        "concurrency": gv["concurrency"],
+        "repetitions": gv["repetitions"],
+        "repetition_order": gv.get("repetition_order", "blocked"),
+        "warm_cache": gv["warm_cache"],
+        "run_id": "",
+        "workload": {
+            k: gv[k]
+            for k in (
+                "duration_s",
+                "prompt_tokens",
+                "output_tokens",
+                "prefix_tokens",
+                "prefix_count_per_stream",
+                "turns",
+                "seed",
+            )
+        },
+        "vllm": {
+            "tensor_parallel_size": CLUSTER_TP,
+            "max_num_seqs": gv["max_num_seqs"],
+            "block_size": gv["block_size"],
+            "hash_seed": gv["hash_seed"],
+            "kv_offload_gib": gv["kv_offload_gib"],
+            "port": gv.get("vllm_port", 8000),
+        },
+        "wiring": {"server_host": "localhost", **CLUSTER_WIRING},
+        "guidellm": {
+            "executable": "guidellm",
+            "output_root": "/results/{run_id}",
+            "target_url": GATEWAY_URL,
+            "tokenizer": gv["kvbench_models"][model]["hf_id"],
+            "version": gv["guidellm_release"],
+            "request_timeout_s": gv.get("guidellm_request_timeout_s", 600),
+            "warmup": gv.get("guidellm_warmup"),
+            "cooldown": gv.get("guidellm_cooldown"),
+            "request_samples": gv.get("guidellm_request_samples", 0),
+            "labels": gv.get("guidellm_labels") or {},
+        },
+    }
+
+
+@cache
+def expected_plan(model: str, preset: str) -> dict[str, Any]:
+    return build_plan(cluster_request(model, preset))
 
 
 @dataclass(frozen=True)

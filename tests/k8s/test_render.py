@@ -1,5 +1,5 @@
 """Render-only mode for the kubernetes target: every scenario x model x preset, strict schema validation and
-the scenario-critical settings, checked against the catalogs (not against the resolver's own output)."""
+the scenario-critical settings, checked against the catalogs (not against the plan's own output)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ WORKLOAD = yaml.safe_load((REPO / "group_vars/all/workload.yml").read_text())
 VLLM_MEMORY_BASE_GIB = 64  # roles/k8s_vllm/defaults/main.yml
 SCHEMAS = Path(__file__).parent / "schemas"
 GIB = 1 << 30
-MARKER = "${KVBENCH_STORE_PASSWORD}"  # plugins/filter/kvbench.py STORE_PASSWORD_MARKER
+MARKER = "${KVBENCH_STORE_PASSWORD}"  # analyzer/kvbench/plan/resolve.py STORE_PASSWORD_MARKER
 
 
 def folders(renders: list[Render]) -> list[tuple[Render, str, Path]]:
@@ -339,7 +339,8 @@ def test_guidellm_jobs_avoid_gpu_nodes_and_write_to_the_results_volume(renders: 
             out = json.loads(
                 container(job, "guidellm")["args"][container(job, "guidellm")["args"].index("--output") + 1]
             )
-            assert out["path"].startswith(f"/results/{name}/")
+            run_id = json.loads((folder.parent / "plan.json").read_text())["run_id"]
+            assert out["path"].startswith(f"/results/{run_id}/{name}/c")
         reader = find(docs, "Pod", "kvbench-results-reader")
         assert reader["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "kvbench-results"
 

@@ -1,11 +1,13 @@
 """The guidellm role, driven by real ansible-playbook runs on this machine (connection local).
 
-Client-side wiring runs against GuideLLM's own mock server; one point runs against a real vLLM CPU
-server when a tiny model and a vLLM venv exist (KVBENCH_TINY_MODEL, KVBENCH_VLLM_VENV; by default what
-the tiny_model and vllm roles make, or .work/tiny-model and .work/venvs/vllm). The 0.8.1 venv is made by
-the role itself (KVBENCH_GUIDELLM_VENV, default the role's /opt/kvbench/venvs/guidellm-0.8.1 or an
-existing .work/venvs/guidellm-0.8.1: minutes the first time, seconds afterwards); the 0.5.3 point runs
-when a 0.5.3 venv exists (KVBENCH_GUIDELLM053_VENV; make it with the role: guidellm_version=0.5.3).
+Every point runs the command line kvbench.plan.guidellm.build_argv makes for the venv's GuideLLM release
+(the one implementation `kvbench plan` also uses), handed to the role's run_point entry point. Client-side
+wiring runs against GuideLLM's own mock server. Both venvs are made by the role itself, once per module:
+0.8.1 into KVBENCH_GUIDELLM_VENV (default .work/state/venvs/guidellm-0.8.1, shared with the local sweep)
+and 0.5.3 into KVBENCH_GUIDELLM053_VENV (default .work/state/venvs/guidellm-0.5.3): minutes the first
+time, seconds afterwards. One point runs against a real vLLM CPU server (marker e2e: `make test-e2e`, which
+CI runs) with the vLLM venv and the tiny model the session fixtures of tests/roles/conftest.py make with
+their roles. No test here skips.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from typing import Any
 import orjson
 import pytest
 
+from kvbench.plan.guidellm import PointArgs, build_argv, report_seed, turns_sent, warnings
 from tests.conftest import run_with_vars
 
 REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = REPO / ".venv" / "bin"
 PLAYBOOKS = REPO / "tests" / "roles" / "playbooks"
 
 
@@ -42,9 +44,11 @@ def first_existing(env: str, *candidates: Path) -> Path:
 STATE = REPO / ".work" / "state"
 VENV_081 = first_existing("KVBENCH_GUIDELLM_VENV", STATE / "venvs/guidellm-0.8.1")
 VENV_053 = first_existing("KVBENCH_GUIDELLM053_VENV", STATE / "venvs/guidellm-0.5.3")
+# A tokenizer for the mock-server points when the sweep already made its tiny model (else one is trained).
 TINY_MODEL = first_existing("KVBENCH_TINY_MODEL", STATE / "models/tiny-qwen3")
-VLLM_VENV = first_existing("KVBENCH_VLLM_VENV", STATE / "venvs/vllm")
 SECRET = "kvbench-test-SECRET-4711"
+# Seeds given to build_argv; GuideLLM must record exactly these in its own report.
+SEED_081, SEED_053 = 4893, 7321
 
 pytestmark = pytest.mark.roles
 
@@ -91,23 +95,28 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("guidellm")
 
 
-@pytest.fixture(scope="module")
-def venv_081(workdir: Path) -> Path:
-    """Install GuideLLM 0.8.1 with the role, then check that a second run changes nothing."""
-    extra = {
-        "guidellm_venv": str(VENV_081),
-        "guidellm_version": "0.8.1",
-        "guidellm_python": "/usr/bin/python3",
-    }
-    first = ansible_playbook(
-        "guidellm_install", extra | {"result_file": str(workdir / "install.json")}, workdir
-    )
+def install_with_role(workdir: Path, version: str, venv: Path) -> None:
+    """Install GuideLLM `version` into `venv` with the role, then check that a second run changes nothing."""
+    extra = {"guidellm_venv": str(venv), "guidellm_version": version, "guidellm_python": "/usr/bin/python3"}
+    result_file = workdir / f"install-{version}.json"
+    first = ansible_playbook("guidellm_install", extra | {"result_file": str(result_file)}, workdir)
     assert first.returncode == 0, first.stdout[-4000:]
-    assert json.loads((workdir / "install.json").read_text())["guidellm_version_running"] == "0.8.1"
+    assert json.loads(result_file.read_text())["guidellm_version_running"] == version
     second = ansible_playbook("guidellm_install", extra, workdir)
     assert second.returncode == 0, second.stdout[-4000:]
-    assert "changed=0" in second.stdout, "the install is not idempotent"
+    assert "changed=0" in second.stdout, f"the install of {version} is not idempotent"
+
+
+@pytest.fixture(scope="module")
+def venv_081(workdir: Path) -> Path:
+    install_with_role(workdir, "0.8.1", VENV_081)
     return VENV_081
+
+
+@pytest.fixture(scope="module")
+def venv_053(workdir: Path) -> Path:
+    install_with_role(workdir, "0.5.3", VENV_053)
+    return VENV_053
 
 
 @pytest.fixture(scope="module")
@@ -171,52 +180,80 @@ def mock_server(workdir: Path, venv_081: Path) -> Iterator[str]:
         stop(proc)
 
 
-def point_vars(workdir: Path, name: str, **overrides: Any) -> dict[str, Any]:
-    base = {
-        "guidellm_venv": str(VENV_081),
-        "guidellm_model": "mock",
-        "guidellm_output_dir": str(workdir / name / "c0004-r1"),
-        "guidellm_concurrency": 4,
-        "guidellm_repetition": 1,
-        "guidellm_duration_s": 5,
-        "guidellm_prompt_tokens": 32,
-        "guidellm_output_tokens": 8,
-        "guidellm_prefix_tokens": 64,
-        "guidellm_prefix_count": 2,
-        "guidellm_turns": 2,
-        "guidellm_warmup": 1,
+def point(
+    workdir: Path,
+    name: str,
+    *,
+    venv: Path,
+    version: str,
+    target: str,
+    tokenizer: Path | str,
+    runner: dict[str, Any] | None = None,
+    **fields: Any,
+) -> tuple[dict[str, Any], PointArgs]:
+    """Extra vars of one run_point call: the argv build_argv makes for `version`, plus runner settings.
+
+    Returns them with the PointArgs the argv was built from (fields override the defaults below).
+    """
+    out = workdir / name / "c0004-r1"
+    out.parent.mkdir(parents=True, exist_ok=True)  # for result_file; the role makes `out` itself
+    defaults: dict[str, Any] = {
+        "executable": str(venv / "bin" / "guidellm"),
+        "target_url": target,
+        "model": "mock",
+        "tokenizer": str(tokenizer),
+        "concurrency": 4,
+        "duration_s": 5,
+        "prompt_tokens": 32,
+        "output_tokens": 8,
+        "prefix_tokens": 64,
+        "prefix_count": 2,
+        "turns": 2,
+        "seed": SEED_081,
+        "warmup": 1,
+        "output_path": str(out / "guidellm.json"),
+    }
+    args = PointArgs(**(defaults | fields))
+    extra = {
+        "guidellm_venv": str(venv),
+        "guidellm_argv": build_argv(version, args),
+        "guidellm_expected_version": version,
+        "guidellm_output_dir": str(out),
+        "guidellm_duration_s": args.duration_s,
         "result_file": str(workdir / name / "result.json"),
     }
-    return base | overrides
+    return extra | (runner or {}), args
 
 
 def load_report(path: Path) -> dict[str, Any]:
     return orjson.loads(path.read_bytes())
 
 
-def test_point_against_mock_server(workdir: Path, mock_server: str, tokenizer: Path) -> None:
-    extra = point_vars(
+def test_point_against_mock_server(workdir: Path, venv_081: Path, mock_server: str, tokenizer: Path) -> None:
+    extra, args = point(
         workdir,
         "mock",
-        guidellm_target=mock_server + "/v1",
-        guidellm_tokenizer=str(tokenizer),
-        guidellm_api_key=SECRET,
-        guidellm_labels={"kvbench_point": "c0004-r1"},
-        guidellm_environment={"GUIDELLM__KVBENCH_PROBE": "1"},
+        venv=venv_081,
+        version="0.8.1",
+        target=mock_server + "/v1",
+        tokenizer=tokenizer,
+        labels=(("kvbench_point", "c0004-r1"),),
+        runner={"guidellm_api_key": SECRET, "guidellm_environment": {"GUIDELLM__KVBENCH_PROBE": "1"}},
     )
     run = ansible_playbook("guidellm_point", extra, workdir)
     assert run.returncode == 0, run.stdout[-4000:]
     result = json.loads(Path(extra["result_file"]).read_text())
     assert result["ok"] is True and result["rc"] == 0 and result["version"] == "0.8.1"
-    # Fresh data per level: seed = base + 1000 * concurrency + repetition - 1.
-    assert result["seed"] == 889 + 4000 and result["seed_base"] == 889
+    assert result["command"] == extra["guidellm_argv"], "run_point must run the plan's argv as given"
     out = Path(extra["guidellm_output_dir"])
     assert result["json_path"] == str(out / "guidellm.json")
     report = load_report(out / "guidellm.json")
+    # The seed GuideLLM recorded is the seed the argv was built with.
+    assert report_seed(report) == args.seed == SEED_081
+    assert report["config"]["spec"]["seed"] == {"kind": "static", "value": SEED_081}
     bench = report["benchmarks"]
     assert len(bench) == 1 and bench[0]["config"]["strategy"]["streams"] == 4
     assert bench[0]["metrics"]["request_totals"]["successful"] > 0
-    assert report["config"]["spec"]["seed"]["value"] == 889 + 4000
     assert report["config"]["spec"]["data"][0]["turns"] == 2
     assert report["config"]["metadata"]["labels"] == {"kvbench_point": "c0004-r1"}
     # Multi-turn requests really went out: the second turn has its own successful requests.
@@ -240,29 +277,36 @@ def test_point_against_mock_server(workdir: Path, mock_server: str, tokenizer: P
 
 def test_closed_port_fails_with_reason(workdir: Path, venv_081: Path, tokenizer: Path) -> None:
     port = free_port()  # bound and released: nothing listens there
-    extra = point_vars(
-        workdir, "closed", guidellm_target=f"http://127.0.0.1:{port}", guidellm_tokenizer=str(tokenizer)
+    extra, _ = point(
+        workdir,
+        "closed",
+        venv=venv_081,
+        version="0.8.1",
+        target=f"http://127.0.0.1:{port}",
+        tokenizer=tokenizer,
     )
     run = ansible_playbook("guidellm_point", extra, workdir)
     assert run.returncode != 0
     result = json.loads(Path(extra["result_file"]).read_text())
     assert result["ok"] is False and result["rc"] not in (0, None)
     assert "could not connect" in result["reason"].lower()
-    assert "point at 4 streams failed" in run.stdout
+    assert f"GuideLLM point in {extra['guidellm_output_dir']} failed" in run.stdout
     log = (Path(extra["guidellm_output_dir"]) / "guidellm.log").read_text()
     assert "ConnectError" in log or "connection attempts failed" in log
     assert not (Path(extra["guidellm_output_dir"]) / "guidellm.json").exists()
 
 
-def test_hung_point_is_killed(workdir: Path, mock_server: str, tokenizer: Path) -> None:
+def test_hung_point_is_killed(workdir: Path, venv_081: Path, mock_server: str, tokenizer: Path) -> None:
     # No margin at all: GuideLLM cannot even start within the 2-s budget, so the runner kills it.
-    extra = point_vars(
+    extra, _ = point(
         workdir,
         "hung",
-        guidellm_target=mock_server,
-        guidellm_tokenizer=str(tokenizer),
-        guidellm_duration_s=2,
-        guidellm_timeout_margin_s=0,
+        venv=venv_081,
+        version="0.8.1",
+        target=mock_server,
+        tokenizer=tokenizer,
+        duration_s=2,
+        runner={"guidellm_timeout_margin_s": 0},
     )
     run = ansible_playbook("guidellm_point", extra, workdir)
     assert run.returncode != 0
@@ -272,16 +316,33 @@ def test_hung_point_is_killed(workdir: Path, mock_server: str, tokenizer: Path) 
     assert leftovers.stdout.strip() == "", "GuideLLM processes survived the kill"
 
 
-def test_point_against_real_vllm(workdir: Path, venv_081: Path) -> None:
-    python = VLLM_VENV / "bin" / "python"
-    if not (TINY_MODEL / "config.json").is_file() or not python.is_file():
-        pytest.skip(f"needs a tiny model at {TINY_MODEL} and a vLLM venv at {VLLM_VENV}")
+def test_venv_of_another_release_fails_the_point(workdir: Path, venv_081: Path) -> None:
+    """A command line built for 0.5.3 never runs on the 0.8.1 venv: the point fails naming both releases."""
+    extra, _ = point(
+        workdir,
+        "other-release",
+        venv=venv_081,
+        version="0.5.3",
+        target="http://127.0.0.1:9",
+        tokenizer=workdir / "no-tokenizer",
+    )
+    run = ansible_playbook("guidellm_point", extra, workdir)
+    assert run.returncode != 0
+    assert "GuideLLM 0.8.1 in" in run.stdout, run.stdout[-3000:]
+    assert "built this command line for GuideLLM 0.5.3" in run.stdout, run.stdout[-3000:]
+    assert json.loads(Path(extra["result_file"]).read_text()) == {"missing": True}
+    assert not Path(extra["guidellm_output_dir"]).exists(), "nothing may run before the release check"
+
+
+@pytest.mark.e2e
+def test_point_against_real_vllm(workdir: Path, venv_081: Path, vllm_venv: Path, tiny_model: Path) -> None:
+    """One point against a real vLLM CPU server serving the tiny model (both from tests/roles/conftest.py)."""
     port = free_port()
     log = workdir / "vllm.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
             [
-                str(python),
+                str(vllm_venv / "bin" / "python"),
                 "-m",
                 "vllm.entrypoints.openai.api_server",
                 "--host",
@@ -289,7 +350,7 @@ def test_point_against_real_vllm(workdir: Path, venv_081: Path) -> None:
                 "--port",
                 str(port),
                 "--model",
-                str(TINY_MODEL),
+                str(tiny_model),
                 "--served-model-name",
                 "tiny",
                 "--enforce-eager",
@@ -308,20 +369,23 @@ def test_point_against_real_vllm(workdir: Path, venv_081: Path) -> None:
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 300, server, log)
-        extra = point_vars(
+        extra, args = point(
             workdir,
             "vllm",
-            guidellm_target=f"http://127.0.0.1:{port}",
-            guidellm_model="tiny",
-            guidellm_tokenizer=str(TINY_MODEL),
-            guidellm_duration_s=8,
-            guidellm_prefix_tokens=256,
+            venv=venv_081,
+            version="0.8.1",
+            target=f"http://127.0.0.1:{port}",
+            tokenizer=tiny_model,
+            model="tiny",
+            duration_s=8,
+            prefix_tokens=256,
         )
         run = ansible_playbook("guidellm_point", extra, workdir)
         assert run.returncode == 0, run.stdout[-4000:]
     finally:
         stop(server)
     report = load_report(Path(extra["guidellm_output_dir"]) / "guidellm.json")
+    assert report_seed(report) == args.seed
     bench = report["benchmarks"][0]
     assert bench["config"]["strategy"]["streams"] == 4
     assert bench["metrics"]["request_totals"]["successful"] > 0
@@ -330,60 +394,64 @@ def test_point_against_real_vllm(workdir: Path, venv_081: Path) -> None:
     assert "POST /v1/chat/completions" in log.read_text()
 
 
-def test_point_with_guidellm_053(workdir: Path, mock_server: str, tokenizer: Path) -> None:
-    if not (VENV_053 / "bin" / "guidellm").is_file():
-        pytest.skip(f"no GuideLLM 0.5.3 venv at {VENV_053} (make it with the role, guidellm_version=0.5.3)")
-    extra = point_vars(
+def test_053_install_needs_no_cuda(venv_053: Path) -> None:
+    """The role's 0.5.3 install (the venv_053 fixture, idempotent) holds a CPU torch and no nvidia-* wheel."""
+    script = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+    )
+    python = str(venv_053 / "bin" / "python")
+    listed = subprocess.run([python, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    names = json.loads(listed.stdout)
+    assert names.get("guidellm") == "0.5.3"
+    assert "torch" in names and "+cu" not in names["torch"], names.get("torch")
+    assert not [n for n in names if n.startswith("nvidia-")], sorted(names)
+
+
+def test_point_with_guidellm_053(workdir: Path, venv_053: Path, mock_server: str, tokenizer: Path) -> None:
+    extra, args = point(
         workdir,
         "v053",
-        guidellm_venv=str(VENV_053),
-        guidellm_target=mock_server,
-        guidellm_tokenizer=str(tokenizer),
-        guidellm_turns=5,
+        venv=venv_053,
+        version="0.5.3",
+        target=mock_server,
+        tokenizer=tokenizer,
+        turns=5,
+        seed=SEED_053,
     )
+    # What 0.5.3 leaves out of this request is the plan's to say (kvbench.plan.guidellm), not the role's.
+    assert turns_sent("0.5.3", args.turns) == 1
+    notes = warnings("0.5.3", args)
+    assert any("ignores turns=5" in w and "0.6.0" in w for w in notes), notes
+    assert any("--sample-requests" in w for w in notes), notes
     run = ansible_playbook("guidellm_point", extra, workdir)
     assert run.returncode == 0, run.stdout[-4000:]
     result = json.loads(Path(extra["result_file"]).read_text())
-    assert result["version"] == "0.5.3" and result["cli"] == "v0.5"
-    assert result["turns_requested"] == 5 and result["turns_sent"] == 1
-    assert any("ignores turns=5" in w and "0.6.0" in w for w in result["warnings"])
-    assert any("--sample-requests" in w for w in result["warnings"])
-    assert "WARNING: GuideLLM 0.5.3 ignores turns=5" in run.stdout
+    assert result["ok"] is True and result["version"] == "0.5.3"
     assert result["command"][1:3] == ["benchmark", "run"]
     report = load_report(Path(extra["guidellm_output_dir"]) / "guidellm.json")
-    assert report["metadata"]["version"] == 1 and report["args"]["random_seed"] == 889 + 4000
+    assert report["metadata"]["version"] == 1
+    # The seed GuideLLM recorded is the seed the argv was built with.
+    assert report_seed(report) == args.seed == SEED_053
+    assert report["args"]["random_seed"] == SEED_053
     bench = report["benchmarks"][0]
     assert bench["config"]["strategy"]["streams"] == 4
     assert bench["metrics"]["request_totals"]["successful"] > 0
 
 
-def test_053_install_needs_no_cuda(venv_081: Path) -> None:
-    """pip's own resolver: GuideLLM 0.5.3 over a CPU torch adds no torch and no nvidia-* wheel.
-
-    About two minutes of resolving; skipped where the role already made a real 0.5.3 venv (its install
-    asserts the same, and test_point_with_guidellm_053 runs it).
-    """
-    if (VENV_053 / "bin" / "guidellm").is_file():
-        pytest.skip(f"a real GuideLLM 0.5.3 venv made by the role exists at {VENV_053}")
-    proc = subprocess.run(
-        [
-            str(venv_081 / "bin" / "pip"),
-            "install",
-            "--dry-run",
-            "--quiet",
-            "--report",
-            "-",
-            "guidellm==0.5.3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+def test_api_key_is_refused_with_053(workdir: Path, venv_053: Path) -> None:
+    """0.5.x writes its backend settings into its report, so run_point refuses an API key before running."""
+    extra, _ = point(
+        workdir,
+        "v053-key",
+        venv=venv_053,
+        version="0.5.3",
+        target="http://127.0.0.1:9",
+        tokenizer=workdir / "no-tokenizer",
+        runner={"guidellm_api_key": SECRET},
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    names = {
-        item["metadata"]["name"].lower(): item["metadata"]["version"]
-        for item in json.loads(proc.stdout)["install"]
-    }
-    assert names.get("guidellm") == "0.5.3"
-    assert "torch" not in names and not [n for n in names if n.startswith("nvidia-")], names
+    run = ansible_playbook("guidellm_point", extra, workdir)
+    assert run.returncode != 0
+    assert "guidellm_api_key needs 0.8.x" in run.stdout, run.stdout[-3000:]
+    assert SECRET not in run.stdout and SECRET not in run.stderr
+    assert not Path(extra["guidellm_output_dir"]).exists()

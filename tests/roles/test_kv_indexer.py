@@ -24,13 +24,10 @@ from test_vllm import (  # the shared helpers and session fixtures of the servin
     completion,
     free_port,
     ok,
-    tiny_model,
-    vllm_venv,
 )
 
 # Real vLLM server starts: slow, so in the e2e group (CI runs it after `make test`).
 pytestmark = [pytest.mark.roles, pytest.mark.e2e]
-__all__ = ["tiny_model", "vllm_venv"]  # fixtures re-exported for this module
 
 PASSWORD = "idx-pw-0d2c9a"
 
@@ -126,7 +123,7 @@ def test_indexer_tracks_kv_events(
             "sha256_cbor",
         ],
         "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1"},
-        "vllm_ready_timeout": 300,
+        "vllm_ready_timeout_s": 300,
         "vllm_reset_verify": False,
         "service_unit_dir": services,
         "result_file": str(tmp_path / "vllm-facts.json"),

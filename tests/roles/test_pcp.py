@@ -132,7 +132,7 @@ def test_pmcd_and_a_logged_archive(logger: Logger) -> None:
     ]
     result = logger.tmp / "start.json"
     start = logger.play(
-        ["logger_start"], pcp_logger_interval="1sec", pcp_logger_metrics=metrics, result_file=str(result)
+        ["logger_start"], pcp_logger_interval_s=1, pcp_logger_metrics=metrics, result_file=str(result)
     )
     assert start.rc == 0, start.output[-4000:]
     facts = json.loads(result.read_text())
@@ -174,7 +174,7 @@ def test_pmcd_and_a_logged_archive(logger: Logger) -> None:
     assert len(valued) >= 3, rows[:6]
 
     # The same archive prefix is refused by the next logger_start.
-    again = logger.play(["logger_start"], pcp_logger_interval="1sec", pcp_logger_metrics=metrics)
+    again = logger.play(["logger_start"], pcp_logger_interval_s=1, pcp_logger_metrics=metrics)
     assert again.rc != 0
     assert "exists already" in again.output
 
@@ -182,8 +182,8 @@ def test_pmcd_and_a_logged_archive(logger: Logger) -> None:
 def test_a_required_metric_that_never_answers_fails_by_name(logger: Logger) -> None:
     run = logger.play(
         ["main", "logger_start"],
-        pcp_logger_interval="1sec",
-        pcp_logger_source_timeout=2,
+        pcp_logger_interval_s=1,
+        pcp_logger_source_timeout_s=2,
         pcp_logger_metrics=[
             {"name": "mem.util.free", "optional": False},
             {"name": "kvbench.required.missing", "optional": False},
@@ -230,7 +230,7 @@ def test_an_openmetrics_endpoint_is_logged(logger: Logger) -> None:
         start = logger.play(
             ["main", "logger_start"],
             pcp_openmetrics_urls=[{"name": name, "url": f"http://127.0.0.1:{port}/metrics"}],
-            pcp_logger_interval="1sec",
+            pcp_logger_interval_s=1,
             pcp_logger_metrics=[{"name": "mem.util.free", "optional": False}],
             result_file=str(result),
         )

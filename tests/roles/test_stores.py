@@ -1,4 +1,5 @@
-"""The redis and valkey roles, driven by real ansible-playbook runs against real servers on this host.
+"""The kv_store role, both flavours (redis, valkey), driven by real ansible-playbook runs against real
+servers on this host.
 
 Each test uses its own free port, state directory, service_unit directory and instance name, and stops
 what it started in a finalizer, also when an assertion fails.
@@ -16,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,16 +33,18 @@ RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d
 
 @dataclass(frozen=True)
 class Store:
-    name: str  # role name and variable prefix
+    flavour: str  # kv_store_flavour; also the name of the config, log and pid files
     server: str
     cli: str
     info_marker: str  # a line of INFO server that only this server prints
+    default_port: int
 
 
 STORES = {
-    "redis": Store("redis", "/usr/bin/redis-server", "/usr/bin/redis-cli", "redis_version:"),
-    "valkey": Store("valkey", "/usr/bin/valkey-server", "/usr/bin/valkey-cli", "server_name:valkey"),
+    "redis": Store("redis", "/usr/bin/redis-server", "/usr/bin/redis-cli", "redis_version:", 6379),
+    "valkey": Store("valkey", "/usr/bin/valkey-server", "/usr/bin/valkey-cli", "server_name:valkey", 6380),
 }
+MiB = 1024 * 1024
 
 
 @dataclass
@@ -120,7 +123,7 @@ class Instance:
     store: Store
     tmp: Path
     port: int
-    password: str
+    password: str | None  # None: not passed, the role generates one into password_file
     token: str  # the random part of the password: what must never show up in output
     name: str
     outputs: list[str] = field(default_factory=list)
@@ -134,27 +137,37 @@ class Instance:
     def service_dir(self) -> Path:
         return self.tmp / "services"
 
+    @property
+    def password_file(self) -> Path:
+        return self.tmp / "secrets" / self.store.flavour
+
+    @property
+    def config(self) -> Path:
+        return self.state_dir / f"{self.store.flavour}.conf"
+
     def extra(self, entries: list[str], **more: object) -> dict[str, object]:
-        prefix = self.store.name
+        password = {} if self.password is None else {"kv_store_password": self.password}
         return {
             "entries": entries,
-            f"{prefix}_port": self.port,
-            f"{prefix}_password": self.password,
-            f"{prefix}_state_dir": str(self.state_dir),
-            f"{prefix}_instance_name": self.name,
-            f"{prefix}_ready_timeout": 20,
+            "kv_store_flavour": self.store.flavour,
+            "kv_store_port": self.port,
+            **password,
+            "kv_store_password_file": str(self.password_file),
+            "kv_store_state_dir": str(self.state_dir),
+            "kv_store_instance_name": self.name,
+            "kv_store_ready_timeout_s": 20,
             "service_unit_dir": str(self.service_dir),
             **more,
         }
 
     def play(self, entries: list[str], **more: object) -> Run:
-        run = run_playbook(f"{self.store.name}_entry.yml", self.extra(entries, **more), self.tmp)
+        run = run_playbook("kv_store_entry.yml", self.extra(entries, **more), self.tmp)
         self.outputs.append(run.output)
         return run
 
     def cli(self, *args: str, auth: bool = True) -> str:
         env = {k: v for k, v in os.environ.items() if k not in ("REDISCLI_AUTH", "VALKEYCLI_AUTH")}
-        if auth:
+        if auth and self.password:
             env["REDISCLI_AUTH"] = self.password
         proc = subprocess.run(
             [self.store.cli, "-h", "127.0.0.1", "-p", str(self.port), *args],
@@ -190,11 +203,59 @@ def _cleanup(inst: Instance) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def installed(store: Store) -> bool:
+    return Path(store.server).exists() and Path(store.cli).exists()
+
+
+@pytest.fixture(scope="session")
+def install_store(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Store], None]:
+    """Installs a missing server the way the sweep does, by the role's own main (then stop) on a free port:
+    on a fresh machine the install path runs for real (valkey from Debian 12's backports included) instead of
+    the tests skipping. Once per flavour and session."""
+    attempts: dict[str, Run] = {}
+
+    def install(store: Store) -> None:
+        if installed(store):
+            return
+        if os.geteuid() != 0:
+            pytest.skip(f"{store.server} is not installed, and installing it needs root")
+        if store.flavour not in attempts:
+            tmp = tmp_path_factory.mktemp(f"install-{store.flavour}")
+            name = f"kvbench-{store.flavour}-install-{secrets.token_hex(3)}"
+            extra = {
+                "entries": ["main", "stop"],
+                "kv_store_flavour": store.flavour,
+                "kv_store_port": free_port(),
+                "kv_store_password_file": str(tmp / "secrets" / store.flavour),
+                "kv_store_state_dir": str(tmp / "state"),
+                "kv_store_instance_name": name,
+                "kv_store_ready_timeout_s": 20,
+                "service_unit_dir": str(tmp / "services"),
+            }
+            attempts[store.flavour] = run_playbook("kv_store_entry.yml", extra, tmp)
+            # Still running only where main started the server and stop then failed.
+            kill_from_pidfile(tmp / "services" / f"{name}.pid")
+        run = attempts[store.flavour]
+        assert run.rc == 0 and installed(store), (
+            f"the kv_store role did not install {store.flavour}:\n{run.output[-4000:]}"
+        )
+
+    return install
+
+
+def kill_from_pidfile(pidfile: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        pid = int(pidfile.read_text().split()[0])
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(params=sorted(STORES))
-def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instance]:
+def instance(
+    request: pytest.FixtureRequest, tmp_path: Path, install_store: Callable[[Store], None]
+) -> Iterator[Instance]:
     store = STORES[request.param]
-    if not (Path(store.server).exists() and Path(store.cli).exists()):
-        pytest.skip(f"{store.server} is not installed (run the {store.name} role once as root)")
+    install_store(store)
     token = secrets.token_hex(12)
     inst = Instance(
         store=store,
@@ -203,17 +264,39 @@ def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instanc
         # Quotes, a backslash and a space exercise the config quoting.
         password=f'kv "{token}" \\x',
         token=token,
-        name=f"kvbench-{store.name}-test-{secrets.token_hex(3)}",
+        name=f"kvbench-{store.flavour}-test-{secrets.token_hex(3)}",
     )
     yield inst
     _cleanup(inst)
 
 
+def server_version(store: Store) -> str:
+    """The version the server binary reports ("Redis server v=7.0.15 ..." / "Valkey server v=8.0.2 ...")."""
+    out = subprocess.run([store.server, "--version"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"\bv=([0-9][^ ]*)", out)
+    assert found, out
+    return found.group(1)
+
+
+def config_value(inst: Instance, key: str) -> str:
+    return inst.cli("CONFIG", "GET", key).splitlines()[-1]
+
+
+def files_holding(inst: Instance, needle: str) -> list[Path]:
+    return [
+        path
+        for root in (inst.state_dir, inst.service_dir)
+        for path in root.rglob("*")
+        if path.is_file() and needle.encode() in path.read_bytes()
+    ]
+
+
 def test_store_lifecycle(instance: Instance) -> None:
     inst = instance
-    prefix = inst.store.name
+    flavour = inst.store.flavour
 
-    first = inst.play(["main"])
+    result = inst.tmp / "facts.json"
+    first = inst.play(["main"], result_file=str(result))
     assert first.rc == 0, first.output[-4000:]
     assert first.recap["failed"] == 0
 
@@ -223,25 +306,35 @@ def test_store_lifecycle(instance: Instance) -> None:
     pid = inst.server_pid()
     info = inst.cli("INFO", "server")
     assert inst.store.info_marker in info, info[:500]
-    assert f"config_file:{inst.state_dir / (prefix + '.conf')}" in info
-    if prefix == "valkey":
+    assert f"config_file:{inst.config}" in info
+    if flavour == "valkey":
         version = subprocess.run(
             [inst.store.server, "--version"], capture_output=True, text=True, check=True
         ).stdout
         assert version.lower().startswith("valkey server"), version
 
+    # main records the version the running server reports, keyed by flavour.
+    assert json.loads(result.read_text())["kv_store_version_running"] == {flavour: server_version(inst.store)}
+
+    # No maxmemory unless asked for.
+    assert config_value(inst, "maxmemory") == "0"
+
     # dbsize reports the keys as an int fact; flush empties the store (checked independently of the
     # role's own check) and reports a change.
     for key in ("a", "b", "c"):
         assert inst.cli("SET", f"kvbench:{key}", "1") == "OK"
-    result = inst.tmp / "dbsize.json"
     run = inst.play(["dbsize", "flush"], result_file=str(result))
     assert run.rc == 0, run.output[-4000:]
     facts = json.loads(result.read_text())
-    assert facts[f"{prefix}_dbsize"] == 3
+    assert facts["kv_store_dbsize"] == 3
     assert facts["dbsize_type"] == "int"
     assert inst.cli("DBSIZE") == "0"
     assert run.recap["changed"] >= 1
+
+    # flush on an empty store changes nothing.
+    empty = inst.play(["flush"])
+    assert empty.rc == 0, empty.output[-4000:]
+    assert empty.recap["changed"] == 0, changed_tasks(empty.output)
 
     # main again changes nothing and keeps the same process.
     again = inst.play(["main"])
@@ -249,27 +342,21 @@ def test_store_lifecycle(instance: Instance) -> None:
     assert again.recap["changed"] == 0, changed_tasks(again.output)
     assert inst.server_pid() == pid
 
-    # A config change restarts the server with the new setting.
-    changed = inst.play(["main"], **{f"{prefix}_maxmemory": "64mb"})
+    # A config change (maxmemory from the offload budget) restarts the server with the new setting.
+    changed = inst.play(["main"], kv_store_maxmemory_bytes=64 * MiB)
     assert changed.rc == 0, changed.output[-4000:]
     assert changed.recap["changed"] >= 1
     new_pid = inst.server_pid()
     assert new_pid != pid
     assert not process_alive(pid)
-    assert inst.cli("CONFIG", "GET", "maxmemory").splitlines()[-1] == str(64 * 1024 * 1024)
+    assert config_value(inst, "maxmemory") == str(64 * MiB)
+    assert config_value(inst, "maxmemory-policy") == "allkeys-lru"
 
     # The password is in no ansible output and in no file but the 0600 config.
     for output in inst.outputs:
         assert inst.token not in output
-    config = inst.state_dir / f"{prefix}.conf"
-    holders = [
-        path
-        for root in (inst.state_dir, inst.service_dir)
-        for path in root.rglob("*")
-        if path.is_file() and inst.token.encode() in path.read_bytes()
-    ]
-    assert holders == [config]
-    assert config.stat().st_mode & 0o777 == 0o600
+    assert files_holding(inst, inst.token) == [inst.config]
+    assert inst.config.stat().st_mode & 0o777 == 0o600
 
     # stop closes the port and ends the process.
     stop = inst.play(["stop"])
@@ -277,6 +364,38 @@ def test_store_lifecycle(instance: Instance) -> None:
     assert not port_open(inst.port)
     assert not process_alive(new_pid)
     assert inst.token not in stop.output
+
+
+def test_generated_password(instance: Instance) -> None:
+    """Without kv_store_password the role generates one once into a 0600 file on the controller and
+    keeps using it."""
+    inst = instance
+    inst.password = None
+    first = inst.play(["main"])
+    assert first.rc == 0, first.output[-4000:]
+
+    secret = inst.password_file
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert secret.parent.stat().st_mode & 0o777 == 0o700
+    generated = secret.read_text().strip()
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", generated), "unexpected password format"
+    inst.password, inst.token = generated, generated
+
+    assert "NOAUTH" in inst.cli("PING", auth=False)
+    assert inst.cli("PING") == "PONG"
+
+    # The second run reads the same file: nothing changes, the password stays.
+    inst.password = None
+    again = inst.play(["main"])
+    inst.password = generated
+    assert again.rc == 0, again.output[-4000:]
+    assert again.recap["changed"] == 0, changed_tasks(again.output)
+    assert secret.read_text().strip() == generated
+    assert inst.cli("PING") == "PONG"
+
+    for output in inst.outputs:
+        assert generated not in output
+    assert files_holding(inst, generated) == [inst.config]
 
 
 def test_foreign_server_on_the_port_is_refused(instance: Instance) -> None:
@@ -313,7 +432,7 @@ def test_foreign_server_on_the_port_is_refused(instance: Instance) -> None:
         assert ("exited at start" in run.output) or ("is served by another server" in run.output), run.output[
             -3000:
         ]
-        assert "Address already in use" in (inst.state_dir / f"{inst.store.name}.log").read_text()
+        assert "Address already in use" in (inst.state_dir / f"{inst.store.flavour}.log").read_text()
         assert foreign.poll() is None
     finally:
         foreign.terminate()
@@ -333,7 +452,7 @@ def _deb822_stanza_for(text: str, release: str) -> dict[str, str]:
 
 
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="Debian family only")
-def test_valkey_backports_source_is_derived_from_the_hosts_source(tmp_path: Path) -> None:
+def test_backports_source_is_derived_from_the_hosts_source(tmp_path: Path) -> None:
     release = subprocess.run(
         ["sh", "-c", ". /etc/os-release && echo $VERSION_CODENAME"],
         capture_output=True,
@@ -357,7 +476,9 @@ def test_valkey_backports_source_is_derived_from_the_hosts_source(tmp_path: Path
     if host_sources.exists():
         cases["host"] = [str(host_sources)]
     result = tmp_path / "derived.json"
-    run = run_playbook("valkey_backports_derive.yml", {"cases": cases, "result_file": str(result)}, tmp_path)
+    run = run_playbook(
+        "kv_store_backports_derive.yml", {"cases": cases, "result_file": str(result)}, tmp_path
+    )
     assert run.rc == 0, run.output[-4000:]
     derived = json.loads(result.read_text())["derived"]
 
@@ -379,22 +500,52 @@ def test_valkey_backports_source_is_derived_from_the_hosts_source(tmp_path: Path
         assert derived["host"]["signed_by"] == expected.get("signed-by", "")
 
 
-# The task files both roles keep line for line (names swapped): a fix in one must reach the other.
-PARALLEL_FILES = [
-    "tasks/_cli.yml",
-    "tasks/_wait.yml",
-    "tasks/_service.yml",
-    "tasks/_platform.yml",
-    "tasks/_missing_packages.yml",
-    "tasks/flush.yml",
-    "tasks/dbsize.yml",
-    "tasks/stop.yml",
-]
+def test_defaults_per_flavour(tmp_path: Path) -> None:
+    """Usable alone: each flavour has its own port (so both run on one host), instance, state dir and
+    password file, and no maxmemory."""
+    result = tmp_path / "defaults.json"
+    run = run_playbook("kv_store_defaults.yml", {"result_file": str(result)}, tmp_path)
+    assert run.rc == 0, run.output[-4000:]
+    defaults = json.loads(result.read_text())
+    home = Path(os.environ["HOME"])
+    for flavour, store in STORES.items():
+        assert defaults[flavour] == {
+            "port": store.default_port,
+            "instance_name": f"kvbench-{flavour}",
+            "state_dir": f"/var/lib/kvbench/{flavour}",
+            "password_file": str(home / ".kvbench" / "secrets" / flavour),
+            "maxmemory_bytes": 0,
+        }
 
 
-@pytest.mark.parametrize("relpath", PARALLEL_FILES)
-def test_redis_and_valkey_roles_stay_parallel(relpath: str) -> None:
-    redis = (REPO / "roles" / "redis" / relpath).read_text()
-    valkey = (REPO / "roles" / "valkey" / relpath).read_text()
-    swapped = redis.replace("redis", "valkey").replace("Redis", "Valkey")
-    assert swapped == valkey, f"roles/redis/{relpath} and roles/valkey/{relpath} drifted apart"
+def test_both_flavours_in_one_play(tmp_path: Path, install_store: Callable[[Store], None]) -> None:
+    """The sweep's pattern: include the role once per flavour in one play (flavour passed as include vars):
+    each include gets its own defaults, and kv_store_version_running collects both versions."""
+    for store in STORES.values():
+        install_store(store)
+    ports = {flavour: free_port() for flavour in STORES}
+    instances = {flavour: f"kvbench-{flavour}-pair-{secrets.token_hex(3)}" for flavour in STORES}
+    result = tmp_path / "pair.json"
+    extra = {
+        "ports": ports,
+        "instances": instances,
+        "state_root": str(tmp_path / "state"),
+        "secrets_root": str(tmp_path / "secrets"),
+        "service_unit_dir": str(tmp_path / "services"),
+        "result_file": str(result),
+    }
+    try:
+        run = run_playbook("kv_store_pair.yml", extra, tmp_path)
+        assert run.rc == 0, run.output[-4000:]
+        facts = json.loads(result.read_text())
+        assert facts["kv_store_version_running"] == {f: server_version(s) for f, s in STORES.items()}
+        for flavour in STORES:
+            config = tmp_path / "state" / flavour / f"{flavour}.conf"
+            assert f"port {ports[flavour]}\n" in config.read_text()
+            assert not port_open(ports[flavour]), "stop left the port open"
+            # One generated password per flavour.
+            assert (tmp_path / "secrets" / flavour).stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "secrets" / "redis").read_text() != (tmp_path / "secrets" / "valkey").read_text()
+    finally:
+        for name in instances.values():
+            kill_from_pidfile(tmp_path / "services" / f"{name}.pid")

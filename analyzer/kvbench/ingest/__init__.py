@@ -14,11 +14,14 @@ from typing import Any
 
 from kvbench.errors import BadInput, InputError
 from kvbench.ingest.guidellm import METRIC_COLUMNS, extract_records, report_labels
-from kvbench.ingest.layouts import Unit, discover
+from kvbench.ingest.layouts import RunInfo, Unit, discover
+from kvbench.ingest.point_columns import empty_point_columns, point_columns
 from kvbench.ingest.reader import read_document
 from kvbench.naming import canonical_scenario, model_short_name
 
-__all__ = ["IngestResult", "StrictStop", "Unit", "default_jobs", "discover", "ingest", "read_all"]
+__all__ = ["IngestResult", "RunInfo", "StrictStop", "Unit", "default_jobs", "discover", "ingest", "read_all"]
+
+Item = Unit | BadInput | RunInfo
 
 
 class StrictStop(Exception):
@@ -34,6 +37,7 @@ class IngestResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     bad: list[BadInput] = field(default_factory=list)
     files_read: int = 0
+    runs: list[RunInfo] = field(default_factory=list)
 
 
 def _int_or_nan(value: Any) -> float:
@@ -71,21 +75,30 @@ def _empty_record() -> dict[str, Any]:
     return record
 
 
+def _text_or_empty(value: Any) -> str:
+    return str(value) if value not in (None, "") else ""
+
+
 def _identify(unit: Unit, record: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
-    """Fill model, scenario, concurrency, repetition and provenance of one record."""
+    """Fill run, model, scenario, concurrency, repetition, provenance and the point record's columns."""
     hints = unit.hints
     record["layout"] = unit.layout
     record["source_file"] = str(unit.file) if unit.file is not None else str(hints.get("point_file", ""))
+    record.update(empty_point_columns())
     if unit.layout == "kvbench":
+        point = hints.get("point") or {}
         model = hints["model"]
         scenario_raw = hints["scenario"]
         concurrency = _first(record.get("concurrency"), _int_or_nan(hints.get("concurrency")))
+        record.update(point_columns(point))
+        guidellm = point.get("guidellm") if isinstance(point.get("guidellm"), dict) else {}
         record.update(
             repetition=_int_or_nan(hints.get("repetition")),
             run=hints.get("run"),
             hardware=None,
             software=None,
             replicas=math.nan,
+            guidellm_version=_first(record.get("guidellm_version"), guidellm.get("version")),
         )
     elif unit.layout == "original":
         cfg = unit.config
@@ -122,6 +135,7 @@ def _identify(unit: Unit, record: dict[str, Any], labels: dict[str, str]) -> dic
         concurrency = record.get("concurrency")
         record.update(repetition=1.0, run=labels.get("run"), hardware=None, software=None, replicas=math.nan)
     scenario_raw = str(scenario_raw) if scenario_raw is not None else "unknown"
+    record["run"] = _text_or_empty(record.get("run"))
     record["model"] = str(model) if model is not None else "unknown"
     record["scenario_raw"] = scenario_raw
     record["scenario"] = canonical_scenario(scenario_raw)
@@ -169,10 +183,12 @@ class _Outcome:
     file_read: bool
 
 
-def _process(item: Unit | BadInput) -> _Outcome:
+def _process(item: Item) -> _Outcome:
     """Read one item; never raises for a bad input (runs in worker processes too)."""
     if isinstance(item, BadInput):
         return _Outcome([], item, False)
+    if isinstance(item, RunInfo):
+        return _Outcome([], None, False)
     try:
         records = _read_unit(item)
     except Exception as exc:  # one unusable input must never stop the others
@@ -183,7 +199,7 @@ def _process(item: Unit | BadInput) -> _Outcome:
     return _Outcome(records, None, item.file is not None)
 
 
-def _outcomes(items: Sequence[Unit | BadInput], jobs: int) -> Iterator[_Outcome]:
+def _outcomes(items: Sequence[Item], jobs: int) -> Iterator[_Outcome]:
     """Outcomes in the order of `items`; with jobs > 1 read by a pool of worker processes.
 
     Each worker holds one decoded file at a time, so memory stays bounded by `jobs` x the largest file.
@@ -210,14 +226,15 @@ def default_jobs() -> int:
 
 
 def read_all(
-    items: Sequence[Unit | BadInput],
+    items: Sequence[Item],
     strict: bool = False,
     on_bad: Callable[[BadInput], None] | None = None,
-    on_done: Callable[[Unit | BadInput], None] | None = None,
+    on_done: Callable[[Item], None] | None = None,
     jobs: int = 1,
 ) -> IngestResult:
-    """Read discovered items. Bad inputs are collected (StrictStop at the first when strict)."""
-    result = IngestResult()
+    """Read discovered items. Bad inputs are collected (StrictStop at the first when strict); the runs met
+    on the way are kept for ordering."""
+    result = IngestResult(runs=[item for item in items if isinstance(item, RunInfo)])
     outcomes = _outcomes(items, jobs)
     try:
         for item, outcome in zip(items, outcomes, strict=True):

@@ -54,6 +54,12 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "output_tokens_mean",
     "duration_s",
 )
+# GuideLLM's own signals about a benchmark, where its report has them: the mean number of requests in
+# flight (metrics.request_concurrency.total.mean; all versions), the codes of the warnings 0.8+ attaches
+# to a benchmark (e.g. generation_delay_ttft, root_late_p95), and the over-saturation detector's verdict
+# (scheduler_state.<constraints>.over_saturation.metadata.is_over_saturated, when it was switched on).
+SIGNAL_COLUMNS: tuple[str, ...] = ("concurrency_achieved", "report_warnings", "over_saturated")
+_CONSTRAINT_GROUPS = ("scheduler_constraints", "end_queuing_constraints", "end_processing_constraints")
 
 
 def _num(value: Any) -> float:
@@ -160,6 +166,43 @@ def _benchmark_model(benchmark: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _warning_codes(benchmark: Mapping[str, Any]) -> str | None:
+    warnings = benchmark.get("warnings")
+    if not isinstance(warnings, list):
+        return None
+    codes = [str(w.get("code")) for w in warnings if isinstance(w, Mapping) and w.get("code")]
+    return ";".join(dict.fromkeys(codes)) or None
+
+
+def _over_saturated(benchmark: Mapping[str, Any]) -> bool | None:
+    state = benchmark.get("scheduler_state")
+    if not isinstance(state, Mapping):
+        return None
+    found: bool | None = None
+    for group in _CONSTRAINT_GROUPS:
+        constraints = state.get(group)
+        detector = constraints.get("over_saturation") if isinstance(constraints, Mapping) else None
+        metadata = detector.get("metadata") if isinstance(detector, Mapping) else None
+        flag = metadata.get("is_over_saturated") if isinstance(metadata, Mapping) else None
+        if isinstance(flag, bool):
+            found = found or flag
+    return found
+
+
+def signal_columns(benchmark: Mapping[str, Any]) -> dict[str, Any]:
+    """GuideLLM's own signals of one benchmark (SIGNAL_COLUMNS); absent ones are NaN/None."""
+    metrics = benchmark.get("metrics")
+    metrics = metrics if isinstance(metrics, Mapping) else {}
+    achieved = _stat(_metric(metrics, "request_concurrency", "total"), "mean")
+    if math.isnan(achieved):
+        achieved = _stat(_metric(metrics, "request_concurrency", "successful"), "mean")
+    return {
+        "concurrency_achieved": achieved,
+        "report_warnings": _warning_codes(benchmark),
+        "over_saturated": _over_saturated(benchmark),
+    }
+
+
 def extract_records(doc: Any) -> list[dict[str, Any]]:
     """One flat record per benchmark in a GuideLLM report.
 
@@ -203,5 +246,6 @@ def extract_records(doc: Any) -> list[dict[str, Any]]:
         totals = totals if isinstance(totals, Mapping) else {}
         for status in ("successful", "errored", "incomplete", "total"):
             record[f"requests_{status}"] = _as_int(totals.get(status))
+        record.update(signal_columns(benchmark))
         records.append(record)
     return records

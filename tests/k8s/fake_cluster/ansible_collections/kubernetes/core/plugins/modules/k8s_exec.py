@@ -1,0 +1,7 @@
+#!/usr/bin/python
+"""Fake kubernetes.core.k8s_exec (tests/k8s/test_fake_cluster.py)."""
+
+from ansible_collections.kubernetes.core.plugins.module_utils.fake import run
+
+if __name__ == "__main__":
+    run("k8s_exec")
