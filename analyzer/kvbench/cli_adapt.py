@@ -55,7 +55,9 @@ def decide(
         "max_repetitions": max_repetitions,
         "confidence": confidence,
         "wider": wider,
-        "next_repetition": {f"{w['scenario']}/{w['concurrency']}": w["next_repetition"] for w in wider},
+        "next_repetition": {
+            f"{w['scenario']}/{int(w['concurrency'])}": int(w["next_repetition"]) for w in wider
+        },
         "bad_inputs": [bad.line() for bad in ingested.bad],
     }
 

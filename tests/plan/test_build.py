@@ -99,3 +99,14 @@ def test_store_urls_come_from_the_plan_without_passwords():
     assert redis["stores"] == {"redis": {"address": "127.0.0.1:6379", "url": "redis://127.0.0.1:6379"}}
     lmcache = next(s for s in plan["scenarios"] if s["name"] == "lmcache-valkey")
     assert "${KVBENCH_STORE_PASSWORD}" in json.dumps(lmcache["lmcache"])
+
+
+def test_adaptive_mode_plans_every_repetition_but_schedules_the_first():
+    plan = build_plan(request(repetitions=2, target_ci_pct=2, max_repetitions=5, scenarios=["no-offload"]))
+    assert plan["adaptive"] == {"target_ci_pct": 2.0, "max_repetitions": 5}
+    assert {p["repetition"] for p in plan["points"]} == {1, 2, 3, 4, 5}
+    assert [s["repetitions"] for s in plan["schedule"]] == [[1, 2]]
+    assert problems(plan, "plan") == []
+    assert build_plan(request(repetitions=2))["adaptive"] is None
+    with pytest.raises(PlanError, match="max_repetitions"):
+        build_plan(request(repetitions=2, target_ci_pct=2, max_repetitions=2))

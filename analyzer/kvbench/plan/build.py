@@ -49,13 +49,13 @@ def _int(value: Any, what: str, minimum: int) -> int:
     return number
 
 
-def _float(value: Any, what: str) -> float:
+def _float(value: Any, what: str, allow_zero: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise PlanError(f"{what} must be a number, got {value!r}") from None
-    if number <= 0:
-        raise PlanError(f"{what} must be positive, got {value!r}")
+    if number < 0 or (number == 0 and not allow_zero):
+        raise PlanError(f"{what} must be {'zero or more' if allow_zero else 'positive'}, got {value!r}")
     return number
 
 
@@ -112,6 +112,14 @@ def check_request(request: dict[str, Any]) -> dict[str, Any]:
     order = _choice(
         request.get("repetition_order", "blocked"), ["blocked", "interleaved"], "repetition_order"
     )
+    repetitions = _int(request.get("repetitions", 1), "repetitions", 1)
+    target_ci_pct = _float(request.get("target_ci_pct") or 0, "target_ci_pct", allow_zero=True)
+    max_repetitions = _int(request.get("max_repetitions") or repetitions, "max_repetitions", 1)
+    if target_ci_pct and max_repetitions <= repetitions:
+        raise PlanError(
+            f"target_ci_pct={target_ci_pct} adds repetitions up to max_repetitions, which must exceed "
+            f"repetitions ({repetitions}); got max_repetitions={max_repetitions}"
+        )
     return {
         "model": model,
         "target": target,
@@ -119,8 +127,13 @@ def check_request(request: dict[str, Any]) -> dict[str, Any]:
         "preset": preset,
         "scenarios": scenarios,
         "concurrency": levels,
-        "repetitions": _int(request.get("repetitions", 1), "repetitions", 1),
+        "repetitions": repetitions,
         "repetition_order": order,
+        # Adaptive mode: after the schedule, `kvbench adapt` asks for repetitions of the cells whose 95 %
+        # interval is still wider than +/- target_ci_pct % of their mean, up to max_repetitions.
+        "adaptive": {"target_ci_pct": target_ci_pct, "max_repetitions": max_repetitions}
+        if target_ci_pct
+        else None,
         "warm_cache": _bool(request.get("warm_cache", False), "warm_cache"),
         "workload": workload,
         "vllm": vllm,
@@ -192,10 +205,12 @@ def build_plan(request: dict[str, Any]) -> dict[str, Any]:
     plan_hash = _digest(experiment)
     run_id = checked["run_id"] or f"{checked['model']}-{target}-{plan_hash[:8]}"
     output_root = str(client.get("output_root") or "{run_id}").replace("{run_id}", run_id).rstrip("/")
+    # Adaptive mode plans every repetition it may run; the schedule starts with the first `repetitions`.
+    planned = (checked["adaptive"] or {}).get("max_repetitions") or checked["repetitions"]
     points = [
         _point(checked, scenario, level, rep, client, output_root, release)
         for scenario in checked["scenarios"]
-        for rep in range(1, checked["repetitions"] + 1)
+        for rep in range(1, planned + 1)
         for level in checked["concurrency"]
     ]
     segments = schedule(checked["scenarios"], checked["repetitions"], checked["repetition_order"])
@@ -222,6 +237,7 @@ def build_plan(request: dict[str, Any]) -> dict[str, Any]:
         "concurrency": checked["concurrency"],
         "repetitions": checked["repetitions"],
         "repetition_order": checked["repetition_order"],
+        "adaptive": checked["adaptive"],
         "warm_cache": checked["warm_cache"],
         "workload": checked["workload"],
         "vllm": vllm,
