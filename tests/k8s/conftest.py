@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kvbench.plan import build_plan
+from tests.plan.catalogs import catalog, group_vars
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
@@ -38,25 +38,11 @@ CLUSTER_WIRING = {
 }
 
 
-@cache
-def group_vars() -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for path in sorted((REPO / "group_vars" / "all").glob("*.yml")):
-        merged.update(yaml.safe_load(path.read_text()) or {})
-    return merged
-
-
 def cluster_request(model: str, preset: str) -> dict[str, Any]:
     """The request render.yml makes for -i inventory/cluster.example -e target=kubernetes (catalogs)."""
     gv = copy.deepcopy(group_vars())
     return {
-        "catalog": {
-            "models": gv["kvbench_models"],
-            "scenarios": gv["kvbench_scenarios"],
-            "presets": gv["kvbench_version_presets"],
-            "platforms": gv["kvbench_platforms"],
-            "targets": gv["kvbench_targets"],
-        },
+        "catalog": catalog(),
         "model": model,
         "target": "kubernetes",
         "platform": "cuda",

@@ -13,7 +13,8 @@ GROUP_VARS = Path(__file__).resolve().parents[2] / "group_vars" / "all"
 
 
 @cache
-def _group_vars() -> dict[str, Any]:
+def group_vars() -> dict[str, Any]:
+    """Every variable of group_vars/all, Jinja values left as plain strings."""
     merged: dict[str, Any] = {}
     for path in sorted(GROUP_VARS.glob("*.yml")):
         merged.update(yaml.safe_load(path.read_text()) or {})
@@ -21,7 +22,7 @@ def _group_vars() -> dict[str, Any]:
 
 
 def catalog() -> dict[str, Any]:
-    found = _group_vars()
+    found = group_vars()
     return copy.deepcopy(
         {
             "models": found["kvbench_models"],

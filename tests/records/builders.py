@@ -18,20 +18,13 @@ from typing import Any
 
 import orjson
 import pandas as pd
-import yaml
 import zstandard
 from click.testing import CliRunner
 
 from kvbench.cli import main
+from tests.plan.catalogs import catalog
 
 REPO = Path(__file__).resolve().parents[2]
-CATALOG_FILES = {
-    "models": ("models.yml", "kvbench_models"),
-    "scenarios": ("scenarios.yml", "kvbench_scenarios"),
-    "presets": ("versions.yml", "kvbench_version_presets"),
-    "platforms": ("platforms.yml", "kvbench_platforms"),
-    "targets": ("platforms.yml", "kvbench_targets"),
-}
 DATA = REPO / "tests" / "analyzer" / "data"
 SAMPLES = {
     "0.8.1": DATA / "guidellm-0.8.1-concurrent-1-4-16.json.zst",
@@ -41,17 +34,6 @@ SAMPLES = {
 SAMPLE_LEVELS = (1, 4, 16)
 SAMPLE_SEED = 889
 PASSWORD_MARKER = "${KVBENCH_STORE_PASSWORD}"
-
-
-def catalogs() -> dict[str, Any]:
-    """The catalogs as Ansible loads them from group_vars/all (Jinja values stay plain strings)."""
-    loaded: dict[str, dict[str, Any]] = {}
-    catalog = {}
-    for part, (file_name, key) in CATALOG_FILES.items():
-        if file_name not in loaded:
-            loaded[file_name] = yaml.safe_load((REPO / "group_vars" / "all" / file_name).read_text())
-        catalog[part] = loaded[file_name][key]
-    return catalog
 
 
 def make_request(
@@ -107,7 +89,7 @@ def make_request(
             "request_timeout_s": 600,
             "request_samples": 0,
         },
-        "catalog": catalogs(),
+        "catalog": catalog(),
     }
 
 
