@@ -26,6 +26,8 @@ SHORT = [
     "prompt_tokens=32",
     "output_tokens=16",
     "turns=2",
+    # The demo inventory runs 2 repetitions; the shortened sweep runs 1 (the warm and kill runs add a second).
+    "repetitions=1",
     "redis_password=kvbench-test-secret-r",
     "valkey_password=kvbench-test-secret-v",
 ]
@@ -102,7 +104,7 @@ def test_every_record_conforms_to_its_schema(demo_run):
         if path.name in kinds:
             assert problems(load(path), kinds[path.name]) == [], path
             checked += 1
-    assert checked == 2 + 8 + 8 * 2
+    assert checked == 2 + 8 + len(load(demo_run / "plan.json")["points"])
 
 
 def test_the_recorded_seed_is_the_seed_guidellm_used(demo_run):
@@ -117,12 +119,12 @@ def test_the_recorded_seed_is_the_seed_guidellm_used(demo_run):
         assert record["guidellm"]["seed"] == record["guidellm"]["seed_reported"] == point["seed"], record
         assert record["workload"]["seed"] == point["seed"]
     # Cold cache: every level its own conversations, the same for every scenario.
-    assert len({(r["concurrency"], r["guidellm"]["seed"]) for r in ok}) == 2
+    assert len({(r["concurrency"], r["repetition"], r["guidellm"]["seed"]) for r in ok}) == 2
 
 
 def test_every_point_is_ok_or_skipped_with_a_reason(demo_run):
     records = [load(p) for p in demo_run.glob("*/c*-r*/point.json")]
-    assert len(records) == 8 * 2
+    assert len(records) == len(load(demo_run / "plan.json")["points"]) == 8 * 2
     for record in records:
         if record["scenario"] in ("no-offload", "llm-d-inmem", "llm-d-redis", "llm-d-valkey"):
             assert record["status"] == "ok", record
@@ -227,14 +229,17 @@ def test_warm_cache_replays_one_seed_per_repetition_and_the_levels_share_prefixe
 
 
 def _sampled_prompts(report: dict) -> list[str]:
-    """Prompt texts GuideLLM kept in its report's request samples (0.8 layout)."""
+    """The shared-prefix texts of the requests GuideLLM kept in its report (0.8: each request's request_args
+    holds the chat body; the prefix is the system message)."""
     found: list[str] = []
     for benchmark in report["benchmarks"]:
         for group in (benchmark.get("requests") or {}).values():
             for request in group or []:
-                prompt = (request or {}).get("prompt") if isinstance(request, dict) else None
-                if isinstance(prompt, str) and prompt:
-                    found.append(prompt)
+                args = request.get("request_args") if isinstance(request, dict) else None
+                body = (json.loads(args) if isinstance(args, str) else args or {}).get("body") or {}
+                for message in body.get("messages") or []:
+                    if message.get("role") == "system" and isinstance(message.get("content"), str):
+                        found.append(message["content"])
     return found
 
 
