@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from kvbench.records.assemble import COUNTER_DELTAS
+
 CONFIG_COLUMNS: tuple[str, ...] = (
     "plan_hash",
     "target",
@@ -85,18 +87,9 @@ POINT_INT_COLUMNS: tuple[str, ...] = (
     "index_keys_before",
     "index_keys_after",
 )
-_EVIDENCE_KEYS = (
-    "cache_reset_verified",
-    "server_restarted",
-    "prefix_cache_queries_delta",
-    "prefix_cache_hits_delta",
-    "external_prefix_cache_queries_delta",
-    "external_prefix_cache_hits_delta",
-    "prompt_tokens_cached_delta",
-    "preemptions_delta",
-    "index_keys_before",
-    "index_keys_after",
-)
+# The counter deltas are the ones the record writer computes (one list: a counter added there reaches here).
+_EVIDENCE_FLAGS = ("cache_reset_verified", "server_restarted")
+_EVIDENCE_KEYS = (*_EVIDENCE_FLAGS, *COUNTER_DELTAS, "index_keys_before", "index_keys_after")
 
 
 def _section(record: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -180,7 +173,7 @@ def _evidence_columns(record: Mapping[str, Any]) -> dict[str, Any]:
     }
     for key in _EVIDENCE_KEYS:
         value = evidence.get(key)
-        columns[key] = _flag(value) if key in ("cache_reset_verified", "server_restarted") else _number(value)
+        columns[key] = _flag(value) if key in _EVIDENCE_FLAGS else _number(value)
     columns.update(
         servers=";".join(map(str, servers)) if isinstance(servers, list) and servers else None,
         guidellm_wall_s=_number(guidellm.get("wall_s")),
