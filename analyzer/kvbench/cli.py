@@ -256,11 +256,17 @@ def _register_commands() -> None:
     # The harness's planner, record writer and adaptive-repetition decision share the CLI; imported here
     # so `analyze` stays light.
     from kvbench.cli_adapt import adapt_command
+    from kvbench.cli_export import export_group
     from kvbench.cli_harness import plan_command, record_group
+    from kvbench.cli_metrics import metrics_command
+    from kvbench.cli_status import status_command
 
     main.add_command(plan_command)
     main.add_command(record_group)
     main.add_command(adapt_command)
+    main.add_command(export_group)
+    main.add_command(metrics_command)
+    main.add_command(status_command)
 
 
 _register_commands()

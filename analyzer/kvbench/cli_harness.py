@@ -26,10 +26,12 @@ from kvbench.ingest.records import (
     read_record,
     read_timeline,
 )
+from kvbench.ingest.timing import guidellm_document
 from kvbench.plan import PlanError, build_plan
 from kvbench.records import RecordError
 from kvbench.records.assemble import find_point, manifest_record, point_record, scenario_record
 from kvbench.render import update_sums, write_json
+from kvbench.timing import guidellm_phases
 
 EXIT_USAGE = 2
 
@@ -122,7 +124,9 @@ def record_point(run_dir: Path, point_id: str) -> None:
         folder = run_dir / point["dir"]
         before, after = metrics_snapshots(folder)
         report_file, seed = guidellm_report(folder)
-        record = point_record(plan, point_id, outcome, before, after, seed, report_file)
+        process = (outcome.get("phases") or {}).get("benchmark")
+        timed = guidellm_phases(guidellm_document(folder), process) if report_file else {}
+        record = point_record(plan, point_id, outcome, before, after, seed, report_file, timed)
     except (KeyError, InputError, RecordError) as exc:
         _fail(f"{run_dir}: point {point_id}: {exc}")
     path = folder / "point.json"

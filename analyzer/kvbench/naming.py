@@ -25,6 +25,7 @@ KNOWN_MODEL_SIZES_B: dict[str, float] = {
 # trees, loose files). Scenarios unknown to both follow, alphabetically.
 SCENARIO_ORDER: tuple[str, ...] = (
     "no-offload",
+    "no-prefix-cache",
     "native-offload",
     "lmcache-local",
     "lmcache-redis",

@@ -11,18 +11,25 @@ import numpy as np
 import pandas as pd
 
 from kvbench.analysis import analyse
+from kvbench.capacity_outputs import write_capacity
 from kvbench.compare import BOTH, RunComparison
 from kvbench.compare_report import compare_markdown
 from kvbench.deltas import is_true
+from kvbench.errors import InputError
 from kvbench.heatmap import delta_grid
 from kvbench.ingest import IngestResult
+from kvbench.ingest.timing import RunTiming, is_run_dir, read_run_timing
+from kvbench.metrics_plots import add_evidence_figures
 from kvbench.naming import Ordering, safe_filename
 from kvbench.peaks import models_without_baseline
 from kvbench.plots import draw_all
 from kvbench.render import write_atomically
 from kvbench.report import report_text
+from kvbench.report_html import REPORT_HTML, report_html
+from kvbench.run_extras import run_extras
 from kvbench.stats import StatsOptions
 from kvbench.table import build_table, ok_rows
+from kvbench.timing_report import TIMING_CSV, run_rows, timing_frame, timing_section
 from kvbench.validity import Thresholds
 
 METRICS_CSV = "complete_metrics.csv"
@@ -110,11 +117,44 @@ def write_outputs(
         _write_csv(out / VALIDITY_CSV, result.validity),
     ]
     drawn = draw_all(result.used, peaks, out, baseline, ordering, result.cells) if figures else {}
+    if figures:  # hit rates, CPU saturation, energy per token from the evidence columns
+        add_evidence_figures(drawn, result.used, peaks, out, ordering)
     written.paths += [path for paths in drawn.values() for path in paths]
-    text = report_text(result, drawn, ingested.bad, ingested.files_read, ordering)
+    timings = run_timings(ingested, warn)
+    if timings:
+        rows = [row for timing in timings for row in run_rows(timing)]
+        written.paths.append(_write_csv(out / TIMING_CSV, timing_frame(rows)))
+    timing = timing_section(timings) if timings else None
+    capacity = write_capacity(ingested, result, out, figures, ordering, warn)
+    written.paths += capacity.paths
+    text = report_text(result, drawn, ingested.bad, ingested.files_read, ordering, timing, capacity.section)
+    # Per-replica routing and flagged disk tiers of kvbench run directories (none: nothing added).
+    extras = run_extras(ingested, warn)
+    written.paths += [_write_csv(out / name, frame) for name, frame in extras.tables.items()]
+    if extras.section:
+        text = text.rstrip("\n") + "\n\n" + extras.section + "\n"
     write_atomically(out / REPORT, text.encode())
     written.paths.append(out / REPORT)
+    # report.html: the same report as one self-contained page with interactive charts.
+    write_atomically(out / REPORT_HTML, report_html(result, text, out, ordering).encode())
+    written.paths.append(out / REPORT_HTML)
     return written
+
+
+def run_timings(ingested: IngestResult, warn: Callable[[str], None]) -> list[RunTiming]:
+    """The time accounts of the kvbench run directories read (other layouts have none)."""
+    timings = []
+    for run in ingested.runs:
+        if is_run_dir(run.path):
+            try:
+                timing = read_run_timing(run.path)
+            except InputError as exc:
+                warn(f"kvbench: warning: no timing for {run.path}: {exc}")
+                continue
+            for problem in timing.problems:
+                warn(f"kvbench: warning: timing: {problem}")
+            timings.append(timing)
+    return timings
 
 
 def _compare_heatmaps(result: RunComparison, out: Path) -> list[Path]:

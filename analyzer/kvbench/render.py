@@ -62,3 +62,17 @@ def update_sums(run_dir: Path, paths: Iterable[Path]) -> None:
         write_atomically(sums_path, text.encode())
     finally:
         os.close(lock)
+
+
+def write_table(path: Path, frame: Any, csv: bool = False) -> list[Path]:
+    """A pandas DataFrame as <path>.parquet (pyarrow), and <path>.csv too when `csv`; both atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, engine="pyarrow")
+    written = [path.with_suffix(".parquet")]
+    write_atomically(written[0], buffer.getvalue())
+    if csv:
+        written.append(path.with_suffix(".csv"))
+        write_atomically(written[1], frame.to_csv(index=False).encode())
+    return written

@@ -18,12 +18,14 @@ from kvbench.analysis import Analysis
 from kvbench.deltas import is_true
 from kvbench.errors import BadInput
 from kvbench.markdown import md_table
+from kvbench.metrics_report import evidence_figures, evidence_section
 from kvbench.naming import Ordering
 from kvbench.plots import HEATMAP_FIGURE, LATENCY_FIGURE, PEAK_FIGURE, curve_figure_name, run_tag, tagged
 from kvbench.report_verdict import (
     correction_name,
     fmt_interval,
     fmt_p,
+    health_lines,
     method_text,
     validity_table,
     verdict_section,
@@ -291,7 +293,11 @@ def _run_sections(
         redis_vs_valkey(peaks, ordering),
         f"{level} Best Strategy per Model",
         best_strategy(peaks, baseline, ordering),
+        # Why each scenario moved: the /metrics and PCP evidence of its points (kvbench.metrics_report).
+        f"{level} Evidence per Scenario",
+        evidence_section(result.frame[result.frame["run"] == run], ordering),
     ]
+    sections += [f"![{caption}]({name})" for caption, name in evidence_figures(tag) if name in figures]
     return sections
 
 
@@ -305,6 +311,10 @@ def _verdicts(result: Analysis, runs: list[str]) -> list[str]:
         sections.append(
             verdict_section(deltas, validity, result.baseline, result.options, result.run_max_n(run))
         )
+        crashes = health_lines(result.frame[result.frame["run"] == run])
+        if crashes:
+            sections.append("- **Server crashed or stalled (never averaged over silently):**")
+            sections.append("\n".join(f"  {line}" for line in crashes))
     if result.include_invalid:
         sections.append(
             "_--include-invalid: points judged invalid are in the numbers below, their configurations "
@@ -320,6 +330,8 @@ def report_text(
     bad: Sequence[BadInput],
     files_read: int,
     ordering: Ordering,
+    timing: str | None = None,
+    capacity: str | None = None,
 ) -> str:
     """The whole report.md: the verdict first. With several runs each run has its own part; runs are never
     compared here (`kvbench compare` does that)."""
@@ -341,6 +353,10 @@ def report_text(
         "## Validity",
         validity_table(result.validity, len([r for r in runs if r]) > 1),
     ]
+    if timing:
+        sections += ["## Sweep timing", timing]
+    if capacity:
+        sections += ["## KV capacity", capacity]
     if peaks.empty:
         sections += ["## Peak Throughput Summary", "_No usable results: nothing to summarise._"]
         return "\n\n".join(sections) + "\n"

@@ -102,6 +102,30 @@ def invalid_lines(validity: pd.DataFrame) -> list[str]:
     return lines
 
 
+def health_lines(frame: pd.DataFrame) -> list[str]:
+    """One line per scenario whose server crashed or stalled, with every crash's exception line from the
+    server log: such a scenario's numbers cover only the points that survived. Markdown list lines."""
+    needed = ("scenario", "server_crashed", "server_crash_line", "watchdog_stalled")
+    if frame.empty or any(column not in frame.columns for column in needed):
+        return []
+    lines = []
+    for scenario, group in frame.groupby("scenario", sort=False):
+        crashed = group[group["server_crashed"].map(is_true)]
+        # A server that died is a crash, even where the watchdog saw its /metrics go silent first.
+        stalled = group[group["watchdog_stalled"].map(is_true) & ~group["server_crashed"].map(is_true)]
+        if crashed.empty and stalled.empty:
+            continue
+        parts = [f"{len(crashed)} server crash{'es' if len(crashed) != 1 else ''}"] if len(crashed) else []
+        parts += [f"{len(stalled)} watchdog stop{'s' if len(stalled) != 1 else ''}"] if len(stalled) else []
+        lines.append(f"- `{scenario}`: {', '.join(parts)}; its numbers cover only the points that survived")
+        for _, row in crashed.iterrows():
+            where = f"c{row['concurrency']} r{row['repetition']}"
+            text = row["server_crash_line"]
+            line = text if isinstance(text, str) and text else "no exception line in the server log"
+            lines.append(f"  - {where}: `{line}`")
+    return lines
+
+
 def _generic(evidence: str) -> str:
     """Evidence without the per-point numbers that would make every line distinct."""
     return evidence.split(" (", 1)[0]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from kvbench.ingest.guidellm import METRIC_COLUMNS, SIGNAL_COLUMNS
 from kvbench.ingest.point_columns import POINT_COLUMNS, POINT_INT_COLUMNS
+from kvbench.metrics_summary import METRICS_SUMMARY_COLUMNS, METRICS_SUMMARY_INT_COLUMNS
 from kvbench.naming import DEFAULT_ORDERING, Ordering
 
 KEY_COLUMNS: tuple[str, ...] = ("run", "model", "scenario", "concurrency", "repetition")
@@ -44,6 +45,7 @@ COLUMNS: tuple[str, ...] = (
     *METRIC_COLUMNS,
     *SIGNAL_COLUMNS,
     *POINT_COLUMNS,
+    *METRICS_SUMMARY_COLUMNS,
     *PROVENANCE_COLUMNS,
 )
 INT_COLUMNS: tuple[str, ...] = (
@@ -57,6 +59,7 @@ INT_COLUMNS: tuple[str, ...] = (
     "report_format",
     "benchmark_index",
     *POINT_INT_COLUMNS,
+    *METRICS_SUMMARY_INT_COLUMNS,
 )
 # A row that repeats the key of a kvbench point already read (the same run directory given twice).
 DUPLICATE = "duplicate"

@@ -157,6 +157,27 @@ def check_offload_engaged(row: Row, _t: Thresholds) -> Outcome:
     return PASS, f"{connector}: {hits:g} external prefix-cache hits"
 
 
+def check_disk_tier_engaged(row: Row, _t: Thresholds) -> Outcome:
+    """A disk tier is a result only if the connector wrote it and read it back during the point.
+
+    LMCache 0.3.x counts hits per request, not per tier (lmcache:local_storage_usage is occupancy only), so
+    the evidence is the tier's own: chunk files the connector wrote under the tier's folder, and bytes read
+    from the tier's block device while the point ran (with O_DIRECT every disk hit is a device read).
+    """
+    path = _text(row.get("disk_tier_path"))
+    if path is None:
+        return NA, "no disk tier"
+    files, reads = _num(row.get("disk_tier_files_after")), _num(row.get("disk_tier_read_bytes_delta"))
+    if math.isnan(files) and math.isnan(reads):
+        return INVALID, f"no disk-tier evidence recorded for {path}: disk-tier hits not proven"
+    if math.isnan(files) or files <= 0:
+        return INVALID, f"the connector wrote no file under {path}: its disk tier never engaged"
+    if math.isnan(reads) or reads <= 0:
+        shown = "not recorded" if math.isnan(reads) else f"{reads:g} bytes"
+        return INVALID, f"no reads from the disk tier during the point ({shown}): no disk-tier hits"
+    return PASS, f"disk tier {path}: {files:g} files, {reads / (1 << 20):.1f} MiB read during the point"
+
+
 def check_index_engaged(row: Row, _t: Thresholds) -> Outcome:
     store = _text(row.get("index_store"))
     if store is None:
@@ -166,6 +187,38 @@ def check_index_engaged(row: Row, _t: Thresholds) -> Outcome:
         shown = "absent" if math.isnan(keys) else f"{keys:g}"
         return INVALID, f"the {store} index stayed empty (index_keys_after {shown})"
     return PASS, f"{store} index holds {keys:g} keys after the point"
+
+
+def check_prefix_cache_off(row: Row, _t: Thresholds) -> Outcome:
+    if _flag(row.get("prefix_caching")) is not False:
+        return NA, "prefix caching on"
+    hits = _num(row.get("prefix_cache_hits_delta"))
+    if math.isnan(hits):
+        return WARN, "prefix caching off, but no prefix-cache counter recorded to prove it"
+    if hits > 0:
+        return INVALID, f"prefix caching was meant to be off, yet {hits:g} prefix-cache hits were counted"
+    return PASS, "prefix caching off: 0 prefix-cache hits"
+
+
+def check_archive(row: Row, _t: Thresholds) -> Outcome:
+    result = _text(row.get("archive_check"))
+    if result is None:
+        return NA, "no PCP archive check recorded"
+    reasons = _text(row.get("archive_check_reasons")) or "no reason given"
+    if result == INVALID:
+        return INVALID, f"PCP archive: {reasons}"
+    if result == WARN:
+        return WARN, f"PCP archive: {reasons}"
+    return PASS, "PCP archive has every configured metric inside the window"
+
+
+def check_metrics_series(row: Row, _t: Thresholds) -> Outcome:
+    samples = _num(row.get("metrics_series_samples"))
+    if math.isnan(samples):
+        return NA, "no /metrics series recorded"
+    if samples <= 0:
+        return WARN, "the /metrics series has no answered scrape during the point"
+    return PASS, f"/metrics sampled {samples:g} times during the point"
 
 
 def check_multi_turn(row: Row, _t: Thresholds) -> Outcome:
@@ -199,7 +252,11 @@ CHECKS: dict[str, Callable[[Row, Thresholds], Outcome]] = {
     "guidellm_signals": check_guidellm_signals,
     "measured_window": check_measured_window,
     "offload_engaged": check_offload_engaged,
+    "disk_tier_engaged": check_disk_tier_engaged,
     "index_engaged": check_index_engaged,
+    "prefix_cache_off": check_prefix_cache_off,
+    "archive": check_archive,
+    "metrics_series": check_metrics_series,
     "multi_turn": check_multi_turn,
     "cold_cache": check_cold_cache,
 }

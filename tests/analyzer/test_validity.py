@@ -57,6 +57,7 @@ def test_a_clean_point_is_valid() -> None:
     assert judged["reasons"] is None
     assert judged["index_engaged"] == "skip"
     assert judged["offload_engaged"] == "pass"
+    assert judged["prefix_cache_off"] == "skip"
 
 
 @pytest.mark.parametrize(
@@ -91,6 +92,12 @@ def test_a_clean_point_is_valid() -> None:
         ({"index_store": "redis", "index_keys_after": math.nan}, "index_engaged", "invalid", "absent"),
         ({"turns_sent": 1, "guidellm_version": "0.5.3"}, "multi_turn", "invalid", "0.5.3 sent single turns"),
         ({"cache_reset_verified": False}, "cold_cache", "warn", "not verified empty"),
+        (
+            {"prefix_caching": False, "prefix_cache_hits_delta": 120},
+            "prefix_cache_off",
+            "invalid",
+            "120 prefix-cache hits",
+        ),
         ({"status": "failed", "reason": "vLLM died"}, "measured", "invalid", "point failed: vLLM died"),
     ],
 )

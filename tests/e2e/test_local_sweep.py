@@ -311,3 +311,55 @@ def test_killing_vllm_mid_point_fails_that_point_and_a_rerun_fills_it_in(tmp_pat
     for record in records:
         assert record["guidellm"]["seed"] == record["guidellm"]["seed_reported"], record
     assert len({r["guidellm"]["seed"] for r in records}) == 4
+
+
+def _iso_epoch(text: str) -> float:
+    from datetime import datetime, timezone
+
+    whole, _, fraction = text.rstrip("Z").partition(".")  # fractions of a second are optional
+    moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return moment.timestamp() + (float("0." + fraction) if fraction else 0.0)
+
+
+def _series(point_dir: Path) -> list[dict]:
+    import gzip
+
+    with gzip.open(point_dir / "metrics" / "series.jsonl.gz", "rt") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def test_every_ok_point_has_a_metrics_series_inside_its_window(demo_run):
+    checked = 0
+    for path in demo_run.glob("*/c*-r*/point.json"):
+        record = load(path)
+        if record["status"] != "ok":
+            continue
+        window = record["phases"]["benchmark"]
+        # The window's ends are whole seconds; the series' times are not.
+        start, end = _iso_epoch(window["start"]), _iso_epoch(window["end"]) + 1
+        inside = [s for s in _series(path.parent) if s["ok"] and start <= s["t"] <= end]
+        assert inside, f"{path.parent}: no answered /metrics scrape inside {window}"
+        assert any(k.startswith("vllm:request_success_total") for s in inside for k in s["samples"]), path
+        assert record["evidence"]["watchdog"]["stalled"] is False, path
+        checked += 1
+    assert checked > 0
+
+
+def test_every_ok_point_has_its_pcp_archive_checked_over_its_window(demo_run):
+    checked = 0
+    for path in demo_run.glob("*/c*-r*/point.json"):
+        record = load(path)
+        if record["status"] != "ok":
+            continue
+        archive = record["evidence"]["archive_check"]
+        assert archive["result"] == "pass", (path, archive)
+        assert archive["records_in_window"] > 0 and not archive["missing"], (path, archive)
+        checked += 1
+    assert checked > 0
+
+
+def test_no_crash_and_no_restart_in_the_demo(demo_run):
+    for path in demo_run.glob("*/scenario.json"):
+        scenario = load(path)
+        if scenario["status"] == "ran":
+            assert scenario["server_restarts"] == 0 and scenario["crashes"] == [], scenario

@@ -30,6 +30,7 @@ FAKE_VALKEY_PASSWORD = "kvbenchFAKEvalkeyPassword42"
 # What inventory/cluster.example and the k8s_* defaults give the plan: the gateway Service Istio creates for
 # kvbench-gateway in namespace kvbench (port 80), the EPP Service, the store Services, the results volume.
 CLUSTER_TP = 2  # inventory/cluster.example/hosts.yml
+CLUSTER_REPLICAS = 2  # k8s_vllm_replicas of inventory/cluster.example (the plan takes it without -e replicas)
 GATEWAY_URL = "http://kvbench-gateway-istio.kvbench.svc.cluster.local:80"
 CLUSTER_WIRING = {
     "epp_service": "kvbench-pool-epp",
@@ -47,7 +48,8 @@ def cluster_request(model: str, preset: str) -> dict[str, Any]:
         "target": "kubernetes",
         "platform": "cuda",
         "preset": preset,
-        "scenarios": [],
+        # render.yml renders every scenario of the catalog, the ones run only when named included
+        "scenarios": list(catalog()["scenarios"]),
         "concurrency": gv["concurrency"],
         "repetitions": gv["repetitions"],
         "repetition_order": gv.get("repetition_order", "blocked"),
@@ -67,6 +69,7 @@ def cluster_request(model: str, preset: str) -> dict[str, Any]:
         },
         "vllm": {
             "tensor_parallel_size": CLUSTER_TP,
+            "replicas": CLUSTER_REPLICAS,
             "max_num_seqs": gv["max_num_seqs"],
             "block_size": gv["block_size"],
             "hash_seed": gv["hash_seed"],

@@ -61,7 +61,8 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = dict(
         os.environ,
         ANSIBLE_NOCOLOR="1",
-        ANSIBLE_COLLECTIONS_PATH=str(FAKE),
+        # The fake kubernetes.core, and this repository as kvbench.harness (ansible.cfg's collections_path).
+        ANSIBLE_COLLECTIONS_PATH=f"{FAKE}:{REPO / 'collections'}",
         KVBENCH_FAKE_CLUSTER=str(state),
         KVBENCH_FAKE_SECRETS=",".join(SECRETS),
         KVBENCH_FAKE_REPORT=str(REPORT),

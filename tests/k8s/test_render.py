@@ -46,7 +46,13 @@ MARKER = "${KVBENCH_STORE_PASSWORD}"  # analyzer/kvbench/plan/resolve.py STORE_P
 
 
 def folders(renders: list[Render]) -> list[tuple[Render, str, Path]]:
-    return [(r, name, r.root / name) for r in renders for name in CATALOG]
+    """Every rendered scenario; one the configured versions cannot run (unsupported_versions) has none."""
+    return [
+        (r, name, r.root / name)
+        for r in renders
+        for name in CATALOG
+        if not CATALOG[name].get("unsupported_versions") or settings(r.root / name)["supported"]
+    ]
 
 
 def expected_capacity(model: str) -> dict[str, int]:
@@ -298,6 +304,8 @@ def test_vllm_pod_spec(renders: list[Render]) -> None:
         assert vllm["command"] == ["vllm", "serve", MODELS[render.model]["hf_id"]]
         # The CPU KV tier is pinned host memory of the pod: the limit must cover it.
         tier_gib = float(WORKLOAD["kv_offload_gib"]) if ("kv-transfer-config" in f) else 0.0
+        if settings(folder)["disk_tier"]:  # only the small CPU tier in front of the disk is memory
+            tier_gib = settings(folder)["disk_tier"]["front_gib"]
         assert memory_gib(limits["memory"]) >= VLLM_MEMORY_BASE_GIB + tier_gib, (name, limits)
         assert dep["spec"]["replicas"] == 2  # inventory/cluster.example
 

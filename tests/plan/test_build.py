@@ -14,11 +14,21 @@ from tests.plan.catalogs import request
 def test_the_plan_conforms_to_its_schema_and_lists_every_point():
     plan = build_plan(request())
     assert problems(plan, "plan") == []
-    scenarios = list(request()["catalog"]["scenarios"])
+    catalog = request()["catalog"]["scenarios"]
+    scenarios = [name for name, entry in catalog.items() if not entry.get("only_when_named")]
+    assert "no-prefix-cache" in catalog and "no-prefix-cache" not in scenarios
     assert [s["name"] for s in plan["scenarios"]] == scenarios
     assert len(plan["points"]) == len(scenarios) * 2 * 2
     assert plan["points"][0]["id"] == "no-offload/c0001-r1"
     assert plan["points"][0]["slug"] == "no-offload-c0001-r1"
+
+
+def test_the_prefix_cache_control_runs_when_named_with_the_cache_off():
+    plan = build_plan(request(scenarios="no-offload,no-prefix-cache"))
+    args = {s["name"]: s["vllm"]["args"] for s in plan["scenarios"]}
+    assert "--enable-prefix-caching" in args["no-offload"]
+    assert "--no-enable-prefix-caching" in args["no-prefix-cache"]
+    assert "--enable-prefix-caching" not in args["no-prefix-cache"]
 
 
 def test_the_seed_in_the_command_line_is_the_seed_of_the_point():

@@ -253,3 +253,104 @@ def test_an_openmetrics_endpoint_is_logged(logger: Logger) -> None:
         server.terminate()
         server.wait(timeout=30)
         (OPENMETRICS_CONFIG / f"{name}.url").unlink(missing_ok=True)
+
+
+def scenario_layout(logger: Logger) -> Path:
+    """The logger's archive linked into <scenario>/pcp/<host>/, the layout the analyzer reads."""
+    host_dir = logger.tmp / "scenario" / "pcp" / "localhost"
+    host_dir.mkdir(parents=True, exist_ok=True)
+    for path in logger.archive.parent.glob(logger.archive.name + ".*"):
+        (host_dir / path.name).symlink_to(path)
+    return host_dir.parent.parent
+
+
+def test_default_sources_reach_the_analyzer(logger: Logger) -> None:
+    """The default sources (all-CPU and per-CPU time, PSI, memory) pass the readiness gate, land in a 1 s
+    archive, and kvbench's reader (PCP's Python API) summarises them."""
+    from kvbench.ingest.metrics_pcp import read_scenario_archives
+    from kvbench.metrics_summary import Window, pcp_summary
+
+    result = logger.tmp / "start.json"
+    start = logger.play(["main", "logger_start"], pcp_logger_interval_s=1, result_file=str(result))
+    assert start.rc == 0, start.output[-4000:]
+    logged = json.loads(result.read_text())["pcp_logger_logged"]
+    assert {"kernel.all.cpu", "kernel.percpu.cpu", "hinv.ncpu", "mem.util"} <= set(logged)
+    psi = Path("/proc/pressure/cpu").exists()
+    assert ("kernel.all.pressure" in logged) == psi
+    deadline = time.monotonic() + 60
+    while records(logger.archive, "kernel.percpu.cpu.idle") < 4:
+        assert time.monotonic() < deadline, "the archive did not reach 4 samples within 60 s"
+        time.sleep(0.25)
+    stop = logger.play(["logger_stop"])
+    assert stop.rc == 0, stop.output[-4000:]
+
+    frame, problems = read_scenario_archives(scenario_layout(logger))
+    assert problems == []
+    assert {"kernel.percpu.cpu.idle", "hinv.ncpu"} <= set(frame["metric"])
+    window = Window(float(frame["t"].min()), float(frame["t"].max()))
+    summary = pcp_summary(frame, window)
+    assert summary["cpu_count"] == os.cpu_count()
+    assert 0.0 <= summary["cpu_busy_mean"] <= summary["cpu_busy_max"] <= 1.0
+    assert 0 <= summary["cpu_saturated_mean"] <= summary["cpu_count"]
+    assert summary["mem_used_bytes_max"] > 0
+    if psi:
+        assert 0.0 <= summary["cpu_pressure_some"] <= 1.0
+
+
+def test_the_redis_pmda_reads_a_store(logger: Logger) -> None:
+    """PCP's redis PMDA pointed at a real Redis (no password: PCP 6.0's PMDA sends no AUTH)."""
+    from kvbench.ingest.metrics_pcp import read_scenario_archives
+    from kvbench.metrics_summary import Window, pcp_summary
+
+    if not Path("/usr/bin/redis-server").exists():
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    store = subprocess.Popen(
+        [
+            "/usr/bin/redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        result = logger.tmp / "start.json"
+        start = logger.play(
+            ["main", "logger_start"],
+            pcp_redis_hosts=[f"127.0.0.1:{port}"],
+            pcp_logger_interval_s=1,
+            pcp_logger_metrics=[{"name": "mem.util.free", "optional": False}],
+            result_file=str(result),
+        )
+        assert start.rc == 0, start.output[-4000:]
+        assert json.loads(result.read_text())["pcp_logger_logged"] == ["mem.util.free", "redis"]
+        deadline = time.monotonic() + 60
+        while records(logger.archive, "redis.used_memory") < 3:
+            assert time.monotonic() < deadline, "redis.used_memory did not reach 3 samples within 60 s"
+            time.sleep(0.25)
+        stop = logger.play(["logger_stop"])
+        assert stop.rc == 0, stop.output[-4000:]
+        frame, problems = read_scenario_archives(scenario_layout(logger))
+        assert problems == []
+        assert "redis.used_memory" in set(frame["metric"])
+        summary = pcp_summary(frame, Window(float(frame["t"].min()), float(frame["t"].max())))
+        assert summary["store_memory_bytes_max"] > 0
+        assert summary["store_ops_per_s"] >= 0
+    finally:
+        store.terminate()
+        store.wait(timeout=30)
+        subprocess.run(
+            ["./Remove"],
+            cwd="/var/lib/pcp/pmdas/redis",
+            env=PCP_ENV,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )

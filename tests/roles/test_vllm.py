@@ -281,7 +281,7 @@ def test_wait_ready_fails_with_the_server_log(tmp_path: Path) -> None:
 
 
 def test_metrics_filter_sums_label_sets_and_nulls_missing() -> None:
-    sys.path.insert(0, str(REPO / "roles" / "vllm" / "filter_plugins"))
+    sys.path.insert(0, str(REPO / "plugins" / "filter"))
     from vllm_metrics import vllm_parse_metrics
 
     text = (

@@ -15,8 +15,10 @@ from typing import Any
 from kvbench.errors import BadInput, InputError
 from kvbench.ingest.guidellm import METRIC_COLUMNS, extract_records, report_labels
 from kvbench.ingest.layouts import RunInfo, Unit, discover
+from kvbench.ingest.metrics_point import output_tokens_of, point_metrics_columns
 from kvbench.ingest.point_columns import empty_point_columns, point_columns
 from kvbench.ingest.reader import read_document
+from kvbench.metrics_summary import empty_summary
 from kvbench.naming import canonical_scenario, model_short_name
 
 __all__ = ["IngestResult", "RunInfo", "StrictStop", "Unit", "default_jobs", "discover", "ingest", "read_all"]
@@ -85,19 +87,24 @@ def _identify(unit: Unit, record: dict[str, Any], labels: dict[str, str]) -> dic
     record["layout"] = unit.layout
     record["source_file"] = str(unit.file) if unit.file is not None else str(hints.get("point_file", ""))
     record.update(empty_point_columns())
+    record.update(empty_summary())
     if unit.layout == "kvbench":
         point = hints.get("point") or {}
         model = hints["model"]
         scenario_raw = hints["scenario"]
         concurrency = _first(record.get("concurrency"), _int_or_nan(hints.get("concurrency")))
         record.update(point_columns(point))
+        if hints.get("point_file") and point:
+            # The point's /metrics series and PCP archives, summarised inside its measured window.
+            record.update(point_metrics_columns(Path(hints["point_file"]), point, output_tokens_of(record)))
         guidellm = point.get("guidellm") if isinstance(point.get("guidellm"), dict) else {}
         record.update(
             repetition=_int_or_nan(hints.get("repetition")),
             run=hints.get("run"),
             hardware=None,
             software=None,
-            replicas=math.nan,
+            # vLLM servers behind the router (point records from the replicas option on); older records: none.
+            replicas=_int_or_nan((point.get("config") or {}).get("replicas")),
             guidellm_version=_first(record.get("guidellm_version"), guidellm.get("version")),
         )
     elif unit.layout == "original":

@@ -24,11 +24,13 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "connector",
     "lmcache_connector",
     "index_store",
+    "prefix_caching",
     "router",
     "block_size",
     "tensor_parallel_size",
     "max_num_seqs",
     "cpu_offload_bytes",
+    "disk_tier_path",
 )
 WORKLOAD_COLUMNS: tuple[str, ...] = (
     "requested_duration_s",
@@ -41,6 +43,16 @@ WORKLOAD_COLUMNS: tuple[str, ...] = (
     "warm_cache",
     "seed",
     "seed_reported",
+)
+# The point's health: the /metrics watchdog, a server crash and its log line, the PCP archive check.
+HEALTH_COLUMNS: tuple[str, ...] = (
+    "metrics_series_samples",
+    "watchdog_stalled",
+    "watchdog_reason",
+    "server_crashed",
+    "server_crash_line",
+    "archive_check",
+    "archive_check_reasons",
 )
 EVIDENCE_COLUMNS: tuple[str, ...] = (
     "client_saturated_suspect",
@@ -56,11 +68,14 @@ EVIDENCE_COLUMNS: tuple[str, ...] = (
     "preemptions_delta",
     "index_keys_before",
     "index_keys_after",
+    "disk_tier_files_after",
+    "disk_tier_read_bytes_delta",
     "servers",
     "guidellm_wall_s",
     "guidellm_warnings",
     "point_started_at",
     "point_ended_at",
+    *HEALTH_COLUMNS,
 )
 POINT_COLUMNS: tuple[str, ...] = (*CONFIG_COLUMNS, *WORKLOAD_COLUMNS, *EVIDENCE_COLUMNS)
 # Whole numbers among them (kept as integers in the table).
@@ -86,6 +101,9 @@ POINT_INT_COLUMNS: tuple[str, ...] = (
     "preemptions_delta",
     "index_keys_before",
     "index_keys_after",
+    "disk_tier_files_after",
+    "disk_tier_read_bytes_delta",
+    "metrics_series_samples",
 )
 # The counter deltas are the ones the record writer computes (one list: a counter added there reaches here).
 _EVIDENCE_FLAGS = ("cache_reset_verified", "server_restarted")
@@ -132,12 +150,14 @@ def _config_columns(record: Mapping[str, Any]) -> dict[str, Any]:
         "connector": connector,
         "lmcache_connector": _text(config.get("lmcache_connector")),
         "index_store": _text(config.get("index_store")),
+        "prefix_caching": _flag(config.get("prefix_caching")),
         "router": _text(config.get("router")),
         "block_size": _number(config.get("block_size")),
         "tensor_parallel_size": _number(config.get("tensor_parallel_size")),
         "max_num_seqs": _number(config.get("max_num_seqs")),
         # The CPU tier's size, only where a connector offloads to it (native offload, LMCache).
         "cpu_offload_bytes": _number(capacity.get("cpu_bytes_to_use")) if connector else math.nan,
+        "disk_tier_path": _text(_section(config, "disk_tier").get("path")),
     }
 
 
@@ -174,14 +194,36 @@ def _evidence_columns(record: Mapping[str, Any]) -> dict[str, Any]:
     for key in _EVIDENCE_KEYS:
         value = evidence.get(key)
         columns[key] = _flag(value) if key in _EVIDENCE_FLAGS else _number(value)
+    disk = _section(evidence, "disk_tier")
     columns.update(
+        disk_tier_files_after=_number(disk.get("files_after")),
+        disk_tier_read_bytes_delta=_number(disk.get("read_bytes_delta")),
         servers=";".join(map(str, servers)) if isinstance(servers, list) and servers else None,
         guidellm_wall_s=_number(guidellm.get("wall_s")),
         guidellm_warnings=" | ".join(map(str, warnings)) if isinstance(warnings, list) and warnings else None,
         point_started_at=_text(record.get("started_at")),
         point_ended_at=_text(record.get("ended_at")),
     )
+    columns.update(_health_columns(evidence))
     return columns
+
+
+def _health_columns(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    watchdog = _section(evidence, "watchdog")
+    crash = _section(evidence, "server_crash")
+    archive = _section(evidence, "archive_check")
+    reasons = archive.get("reasons")
+    return {
+        "metrics_series_samples": _number(watchdog.get("ok_samples")),
+        "watchdog_stalled": _flag(watchdog.get("stalled")),
+        "watchdog_reason": _text(_section(watchdog, "stall").get("reason")),
+        "server_crashed": bool(crash) if "server_crash" in evidence else None,
+        "server_crash_line": _text(crash.get("log_line")),
+        "archive_check": _text(archive.get("result")),
+        "archive_check_reasons": "; ".join(map(str, reasons))
+        if isinstance(reasons, list) and reasons
+        else None,
+    }
 
 
 def point_columns(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from kvbench.plan import guidellm
+from kvbench.plan.capacity import LMCACHE_CHUNK_TOKENS, check_pressure, kv_capacity, memory_pressure
 from kvbench.plan.errors import PlanError
 from kvbench.plan.points import SEED_STRIDE, point_dir, point_seed, point_slug, schedule
 from kvbench.plan.resolve import csv_list, resolve_scenario
@@ -82,7 +83,10 @@ def check_request(request: dict[str, Any]) -> dict[str, Any]:
         raise PlanError(f"target {target!r} has no wiring in kvbench_targets (group_vars/all/platforms.yml)")
     platform = _choice(request.get("platform", "cuda"), list(catalog["platforms"]), "platform")
     preset = _choice(request.get("preset"), list(catalog["presets"]), "preset")
-    scenarios = [str(s) for s in csv_list(request.get("scenarios"))] or list(catalog["scenarios"])
+    # Empty means the whole matrix: every scenario but the controls that run only when named.
+    scenarios = [str(s) for s in csv_list(request.get("scenarios"))] or [
+        name for name, entry in catalog["scenarios"].items() if not (entry or {}).get("only_when_named")
+    ]
     unknown = [s for s in scenarios if s not in catalog["scenarios"]]
     if unknown:
         raise PlanError(f"unknown scenario(s) {', '.join(unknown)}; valid: {', '.join(catalog['scenarios'])}")
@@ -103,6 +107,14 @@ def check_request(request: dict[str, Any]) -> dict[str, Any]:
     workload = {k: _int(raw_workload[k], k, minimum.get(k, 1)) for k in WORKLOAD_KEYS}
     vllm = dict(request.get("vllm") or {})
     vllm["tensor_parallel_size"] = _int(vllm.get("tensor_parallel_size", 1), "tensor_parallel_size", 1)
+    replicas = vllm.get("replicas")
+    vllm["replicas"] = _int(1 if replicas in (None, "") else replicas, "replicas", 1)
+    if vllm["replicas"] > 1 and target != "kubernetes":
+        # The nodes target starts one vLLM per serving host, with no router in front: routing has no choice.
+        raise PlanError(
+            f"replicas={vllm['replicas']} needs the kubernetes target (target={target}): only there does a "
+            "router (the llm-d EPP) choose between replicas; use replicas=1 on nodes"
+        )
     vllm["max_num_seqs"] = _int(vllm.get("max_num_seqs", 1024), "max_num_seqs", 1)
     if vllm.get("block_size") not in (None, ""):
         vllm["block_size"] = _int(vllm["block_size"], "block_size", 1)
@@ -135,6 +147,8 @@ def check_request(request: dict[str, Any]) -> dict[str, Any]:
         if target_ci_pct
         else None,
         "warm_cache": _bool(request.get("warm_cache", False), "warm_cache"),
+        # The GPU KV cache as a fraction of the working set at the highest level (kvbench.plan.capacity).
+        "memory_pressure": check_pressure(request.get("memory_pressure")),
         "workload": workload,
         "vllm": vllm,
         "wiring": dict(request.get("wiring") or {}),
@@ -154,10 +168,13 @@ def build_plan(request: dict[str, Any]) -> dict[str, Any]:
     model_entry = {**catalog["models"][checked["model"]], "name": checked["model"]}
     versions = dict(catalog["presets"][checked["preset"]])
     target, wiring, vllm = checked["target"], checked["wiring"], checked["vllm"]
+    pressure = _memory_pressure(checked, catalog, model_entry)
     settings = {
+        "num_gpu_blocks_override": pressure["num_gpu_blocks"] if pressure else None,
         # Real deployments serve the Hugging Face id (the EPP tokenizes and keys blocks by it).
         "served_model_name": wiring.get("served_model_name") or model_entry.get("hf_id") or checked["model"],
         "tensor_parallel_size": vllm["tensor_parallel_size"],
+        "replicas": vllm["replicas"],
         "max_num_seqs": vllm["max_num_seqs"],
         "block_size": vllm.get("block_size"),
         "hash_seed": vllm["hash_seed"],
@@ -199,6 +216,7 @@ def build_plan(request: dict[str, Any]) -> dict[str, Any]:
         "concurrency": checked["concurrency"],
         "warm_cache": checked["warm_cache"],
         "workload": checked["workload"],
+        **({"memory_pressure": pressure} if pressure else {}),
         "scenarios": scenarios,
         "guidellm": release,
     }
@@ -251,7 +269,59 @@ def build_plan(request: dict[str, Any]) -> dict[str, Any]:
         "scenarios": scenarios,
         "points": [{k: v for k, v in p.items() if k != "guidellm_args"} for p in points],
         "schedule": segments,
+        "memory_pressure": pressure,
+        "kv_capacity": _kv_capacity(checked, scenarios, model_entry, release),
     }
+
+
+def _block_size(checked: dict[str, Any], catalog: dict[str, Any]) -> int:
+    platform = catalog["platforms"][checked["platform"]] or {}
+    return int(checked["vllm"].get("block_size") or platform.get("default_block_size", 16))
+
+
+def _turns_sent(checked: dict[str, Any]) -> int:
+    try:
+        return guidellm.turns_sent(
+            str(checked["guidellm"].get("version") or ""), checked["workload"]["turns"]
+        )
+    except guidellm.GuideLLMError as exc:
+        raise PlanError(f"guidellm_release: {exc}") from None
+
+
+def _memory_pressure(
+    checked: dict[str, Any], catalog: dict[str, Any], model: dict[str, Any]
+) -> dict[str, Any] | None:
+    """--num-gpu-blocks-override from memory_pressure; None when the option is unset."""
+    if checked["memory_pressure"] is None:
+        return None
+    return memory_pressure(
+        checked["memory_pressure"],
+        model,
+        checked["workload"],
+        checked["concurrency"],
+        _block_size(checked, catalog),
+        _turns_sent(checked),
+        checked["vllm"].get("replicas", 1),
+    )
+
+
+def _kv_capacity(
+    checked: dict[str, Any], scenarios: list[dict[str, Any]], model: dict[str, Any], release: str
+) -> dict[str, Any]:
+    """The model's KV cost, each level's working set, and the piece sizes the GPU probe measures."""
+    chunks = [
+        int(s["lmcache"]["chunk_size"]) for s in scenarios if (s.get("lmcache") or {}).get("chunk_size")
+    ]
+    block_size = scenarios[0]["block_size"] if scenarios else int(checked["vllm"].get("block_size") or 16)
+    return kv_capacity(
+        model,
+        checked["workload"],
+        checked["concurrency"],
+        block_size,
+        checked["vllm"]["tensor_parallel_size"],
+        guidellm.turns_sent(release, checked["workload"]["turns"]),
+        chunks[0] if chunks else LMCACHE_CHUNK_TOKENS,
+    )
 
 
 def _point(

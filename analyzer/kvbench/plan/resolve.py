@@ -61,7 +61,22 @@ def capacity(model: dict[str, Any], budget_gib: float, block_size: int, tensor_p
         "cpu_bytes_to_use": budget_bytes,
         # LMCache max_local_cpu_size is GiB per TP rank.
         "lmcache_gib_per_rank": round(budget_gib / tp, 4),
+        # Disk tiers hold the same budget (max_local_disk_size is GiB per TP rank); LMCache stages disk reads
+        # and writes through a small CPU tier in front (disk_front_gib).
+        "lmcache_disk_gib_per_rank": round(budget_gib / tp, 4),
+        "lmcache_disk_front_gib_per_rank": round(disk_front_gib(budget_gib) / tp, 4),
     }
+
+
+# The CPU tier in front of a disk tier: an eighth of the budget, at least 1 GiB (LMCache allocates every chunk
+# read from or written to disk there), never more than the budget. Small, so most hits must come from disk.
+DISK_FRONT_FRACTION = 0.125
+DISK_FRONT_MIN_GIB = 1.0
+
+
+def disk_front_gib(budget_gib: float) -> float:
+    """GiB (whole deployment) of the CPU tier in front of a disk tier of `budget_gib`."""
+    return min(float(budget_gib), max(float(budget_gib) * DISK_FRONT_FRACTION, DISK_FRONT_MIN_GIB))
 
 
 def _version(value: Any, what: str) -> Version | None:
@@ -86,6 +101,23 @@ def _pick(variants: list[dict], key: str, version: Version | None, scenario: str
             return variant
     ranges = ", ".join(str(v.get(key)) for v in variants)
     raise PlanError(f"scenario {scenario} has no settings for {key} {version} (catalog covers: {ranges})")
+
+
+def _unsupported_version(
+    entry: dict[str, Any], found: dict[str, Version | None], scenario: str
+) -> str | None:
+    """The reason of the first `unsupported_versions` item whose specifier admits the configured version."""
+    for item in entry.get("unsupported_versions") or []:
+        component = next((k for k in ("vllm", "lmcache") if k in item), None)
+        if component is None or found.get(component) is None:
+            continue
+        try:
+            spec = SpecifierSet(str(item[component]))
+        except InvalidSpecifier as exc:
+            raise PlanError(f"scenario {scenario}: bad {component} specifier {item[component]!r}") from exc
+        if spec.contains(found[component], prereleases=True):
+            return f"{item.get('reason') or 'not supported'} (configured {component} {found[component]})"
+    return None
 
 
 def fill(value: Any, context: dict[str, Any], where: str) -> Any:
@@ -178,6 +210,26 @@ def resolve_scenario(
     if target == "nodes" and versions.get("lmcache_pip"):
         lmcache_release = versions["lmcache_pip"]
     lmcache_version = _version(lmcache_release, "LMCache")
+    if supported:
+        version_reason = _unsupported_version(entry, {"vllm": vllm_version, "lmcache": lmcache_version}, name)
+        if version_reason:
+            supported, skip_reason = False, version_reason
+    disk_tier = None
+    if entry.get("disk_tier") and supported:
+        disk_root = str(settings.get("kv_disk_path") or wiring.get("kv_disk_path") or "")
+        if not disk_root.startswith("/"):
+            raise PlanError(
+                f"scenario {name} has a disk tier, but the {target} target configures no absolute "
+                f"kv_disk_path (kvbench_targets.{target}.kv_disk_path in group_vars/all/platforms.yml); "
+                f"got {disk_root!r}"
+            )
+        disk_tier = {
+            # One folder per scenario: a tier never finds another scenario's files.
+            "path": f"{disk_root.rstrip('/')}/{name}",
+            "budget_bytes": cap["budget_bytes"],
+            "front_gib": disk_front_gib(cap["budget_gib"]),
+        }
+        context["disk_tier_path"] = disk_tier["path"]
 
     kv_transfer_config = None
     if entry.get("kv_transfer"):
@@ -228,7 +280,9 @@ def resolve_scenario(
         "--tensor-parallel-size", str(tp),
         "--max-num-seqs", str(settings.get("max_num_seqs", 1024)),
         "--block-size", str(block_size),
-        "--enable-prefix-caching",
+        # The control scenario `no-prefix-cache` turns vLLM's own prefix cache off (vLLM's boolean flags
+        # take a --no- form): it shows the size of the effect every other treatment works on.
+        "--enable-prefix-caching" if entry.get("prefix_caching", True) else "--no-enable-prefix-caching",
     ]  # fmt: skip
     args += [str(a) for a in platform_cfg.get("vllm_args") or []]
     if kv_transfer_config:
@@ -241,6 +295,10 @@ def resolve_scenario(
             "--prefix-caching-hash-algo",
             "sha256_cbor",
         ]
+    if settings.get("num_gpu_blocks_override"):
+        # memory_pressure: the GPU KV cache sized as a fraction of the workload's working set
+        # (kvbench.plan.capacity); vLLM's CacheConfig.num_gpu_blocks_override replaces the profiled count.
+        args += ["--num-gpu-blocks-override", str(int(settings["num_gpu_blocks_override"]))]
     args += [str(a) for a in settings.get("extra_vllm_args") or []]
 
     env: dict[str, str] = {
@@ -278,7 +336,12 @@ def resolve_scenario(
             for flavour in services
         },
         "router": entry.get("router", "none"),
+        "prefix_caching": bool(entry.get("prefix_caching", True)),
         "capacity": cap,
+        # The file-backed tier behind the connector (path on the serving host or in the pod), or None.
+        "disk_tier": disk_tier,
+        # vLLM servers behind the router (kubernetes), each of tensor_parallel_size GPUs.
+        "replicas": int(settings.get("replicas", 1)),
     }
 
 

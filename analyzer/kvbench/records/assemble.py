@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from kvbench.disk_tier import disk_tiers
 from kvbench.plan.prometheus import delta, vllm_counters
 from kvbench.records import SCHEMA_VERSIONS, validate
+from kvbench.records.gpu_probe import with_checked_probes
 
 # Counter deltas a point records, summed over its servers: evidence key -> vllm_counters key.
 COUNTER_DELTAS = {
@@ -21,6 +23,9 @@ COUNTER_DELTAS = {
     "preemptions_delta": "num_preemptions",
     "prompt_tokens_cached_delta": "prompt_tokens_cached",
 }
+# Per server only (replicas behind a router): how many requests each one finished, to see where routing sent
+# the load. vLLM's counter, one sample per finished_reason.
+PER_SERVER_COUNTERS = {"requests_finished_delta": "vllm:request_success_total"}
 
 
 def utc_now() -> str:
@@ -58,6 +63,9 @@ def config_summary(plan: dict[str, Any], scenario: dict[str, Any]) -> dict[str, 
         "connector_extra_config": transfer.get("kv_connector_extra_config"),
         "lmcache_connector": scenario.get("lmcache_connector"),
         "index_store": index.get("store"),
+        "prefix_caching": scenario.get("prefix_caching", True),
+        "replicas": scenario.get("replicas", 1),
+        "disk_tier": scenario.get("disk_tier"),
         "router": scenario.get("router"),
         "block_size": scenario["block_size"],
         "tensor_parallel_size": scenario["capacity"]["tensor_parallel_size"],
@@ -74,6 +82,9 @@ def counter_evidence(
     for server in sorted(set(before) | set(after)):
         b, a = vllm_counters(before.get(server, "")), vllm_counters(after.get(server, ""))
         per_server[server] = {key: delta(a, b, name) for key, name in COUNTER_DELTAS.items()}
+        b_own = vllm_counters(before.get(server, ""), PER_SERVER_COUNTERS)
+        a_own = vllm_counters(after.get(server, ""), PER_SERVER_COUNTERS)
+        per_server[server].update({key: delta(a_own, b_own, key) for key in PER_SERVER_COUNTERS})
     totals: dict[str, Any] = {}
     for key in COUNTER_DELTAS:
         values = [s[key] for s in per_server.values() if s[key] is not None]
@@ -89,12 +100,20 @@ def point_record(
     metrics_after: dict[str, str],
     report_seed: int | None,
     report_file: str | None,
+    report_phases: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The point record (schema 2) of `point_id`, validated. `outcome` is what the target's sweep observed."""
+    """The point record (schema 2) of `point_id`, validated. `outcome` is what the target's sweep observed;
+    `report_phases` the phases GuideLLM's report shows (kvbench.timing.guidellm_phases)."""
     point = find_point(plan, point_id)
     scenario = find_scenario(plan, point["scenario"])
     client = outcome.get("guidellm") or {}
     totals, per_server = counter_evidence(metrics_before, metrics_after)
+    ended_at = outcome.get("ended_at") or utc_now()
+    phases = {**(outcome.get("phases") or {}), **(report_phases or {})}
+    benchmark_end = (phases.get("benchmark") or {}).get("end")
+    if benchmark_end and "collection" not in phases:
+        # After GuideLLM: the snapshots, evidence checks and bringing the files home, up to this record.
+        phases["collection"] = {"start": benchmark_end, "end": ended_at}
     record = {
         "schema_version": SCHEMA_VERSIONS["point"],
         "kind": "kvbench.point",
@@ -107,8 +126,8 @@ def point_record(
         "status": outcome["status"],
         "reason": outcome.get("reason") or None,
         "started_at": outcome.get("started_at"),
-        "ended_at": outcome.get("ended_at") or utc_now(),
-        "phases": outcome.get("phases") or {},
+        "ended_at": ended_at,
+        "phases": phases,
         "config": config_summary(plan, scenario),
         "workload": {
             **{
@@ -140,6 +159,14 @@ def point_record(
             "index_keys_before": outcome.get("index_keys_before"),
             "index_keys_after": outcome.get("index_keys_after"),
             "per_server": per_server,
+            # Disk-tier evidence the target measured (files the connector wrote, device reads in the point).
+            "disk_tier": outcome.get("disk_tier"),
+            # The point's health (nodes target): the /metrics monitor and watchdog, a server that died
+            # during or right after it (with its log's exception line), the PCP archive over its window.
+            "watchdog": outcome.get("watchdog") or None,
+            "server_crash": outcome.get("server_crash") or None,
+            "archive_check": outcome.get("archive_check") or None,
+            "health_warning": outcome.get("evidence_warning") or None,
         },
     }
     if outcome["status"] == "ok" and report_file is None:
@@ -150,6 +177,9 @@ def point_record(
         record["status"] = "failed"
         record["reason"] = f"GuideLLM reports seed {report_seed}, the plan asked for {point['seed']}"
     return validate(record, "point")
+
+
+_SCENARIO_KEYS = ("status", "reason", "server_starts", "crashes", "watchdog_stops")
 
 
 def scenario_record(plan: dict[str, Any], name: str, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +195,12 @@ def scenario_record(plan: dict[str, Any], name: str, outcome: dict[str, Any]) ->
         "status": status,
         "reason": outcome.get("reason") or (scenario["skip_reason"] if status == "skipped" else None),
         "server_starts": int(outcome.get("server_starts") or 0),
+        # Starts after the first: a server that crashed or that the watchdog stopped, started again.
+        "server_restarts": max(int(outcome.get("server_starts") or 0) - 1, 0),
+        "crashes": list(outcome.get("crashes") or []),
+        "watchdog_stops": list(outcome.get("watchdog_stops") or []),
         "resolved": scenario,
-        "notes": {k: v for k, v in outcome.items() if k not in ("status", "reason", "server_starts")},
+        "notes": {k: v for k, v in outcome.items() if k not in _SCENARIO_KEYS},
         "updated_at": utc_now(),
     }
     return validate(record, "scenario")
@@ -209,9 +243,11 @@ def manifest_record(
         "versions_configured": plan["versions"],
         "versions": outcome.get("versions") or {},
         "images": outcome.get("images") or {},
-        "hosts": outcome.get("hosts") or {},
+        "hosts": with_checked_probes(outcome.get("hosts") or {}),
         "capacity": plan["scenarios"][0]["capacity"] if plan["scenarios"] else {},
         "server_starts_planned": sum(1 for s in plan["schedule"] if s["supported"]),
+        # The disk tiers the setup probed (hosts.<host>.disk_probe), flagged when far below expectation.
+        "disk_tiers": disk_tiers(outcome.get("hosts") or {}),
         "phases": phases,
     }
     return validate(record, "manifest")

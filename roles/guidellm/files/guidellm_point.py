@@ -257,8 +257,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[int, dict[str, Any]]
     result |= {
         "rc": rc,
         "reason": reason,
-        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "ended_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "ended_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "wall_s": round(wall_s, 2),
         "report": report,
         "client": client_evidence(

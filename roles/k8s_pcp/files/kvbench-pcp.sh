@@ -18,17 +18,25 @@ for f in /kvbench/targets/*.url; do
   esac
 done
 
-# Install the openmetrics PMDA the non-interactive way (pmcd's start script runs .NeedInstall), start pmcd.
+# Install the PMDAs the non-interactive way (pmcd's start script runs .NeedInstall): openmetrics always,
+# nvidia where the node's GPU driver is visible. Then start pmcd.
 touch "$PCP_PMDAS_DIR/openmetrics/.NeedInstall"
+probes=""
+for name in $names; do probes="$probes openmetrics.$name"; done
+if [ -e /dev/nvidiactl ] && [ -d "$PCP_PMDAS_DIR/nvidia" ]; then
+  touch "$PCP_PMDAS_DIR/nvidia/.NeedInstall"
+  probes="$probes nvidia.gpuactive"
+fi
 "$PCP_RC_DIR/pmcd" start
 "$PCP_BINADM_DIR/pmcd_wait" -t "${KVBENCH_TIMEOUT}sec"
 
-# pmlogger reads its configuration once: wait until every source serves metrics.
+# The readiness gate: pmlogger reads its configuration once, so wait until every source has values
+# (pmprobe -v prints "<metric> <number of values> ..." per leaf; a source answers when one leaf has values).
 deadline=$(( $(date +%s) + KVBENCH_TIMEOUT ))
-for name in $names; do
-  until pminfo "openmetrics.$name" 2>/dev/null | grep -q .; do
+for probe in $probes; do
+  until pmprobe -v "$probe" 2>/dev/null | grep -q '^[^ ]* [1-9]'; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "kvbench-pcp: openmetrics source $name never served metrics" >&2
+      echo "kvbench-pcp: metric source $probe gave no values within ${KVBENCH_TIMEOUT} s" >&2
       exit 1
     fi
     sleep 2

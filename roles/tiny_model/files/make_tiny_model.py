@@ -1,8 +1,15 @@
-"""Make a tiny Qwen3-shaped model offline: random weights + a byte-level BPE tokenizer.
+"""Make a Qwen3-shaped model offline: random weights (or none) + a byte-level BPE tokenizer.
 
 Run with the vLLM venv's python (it has torch, transformers and tokenizers). Prints one JSON line
 {"changed": bool, "dir": ..., "reason": ...}. Idempotent: when the target directory already holds
 config.json, tokenizer.json and a marker file with the same spec, nothing is rewritten.
+
+Any geometry works: --no-weights writes the config alone, for a full-size shape served with vLLM's
+`--load-format dummy` (no weights to write or read). --pad-tokenizer fills the tokenizer's vocabulary up to
+the model's with filler tokens: random weights sample ids uniformly over the model's vocabulary, and an id the
+tokenizer does not know decodes to nothing, so the server streams empty chunks that clients do not count as
+tokens (time to first token and inter-token latency go wrong). Fillers are plain vocabulary entries that no
+merge produces: encoding never yields them, decoding each gives visible text.
 """
 
 from __future__ import annotations
@@ -45,6 +52,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--corpus-glob", default="/usr/share/doc/*/copyright")
     p.add_argument("--corpus-max-bytes", type=int, default=4_000_000)
     p.add_argument("--name", default="kvbench-tiny-qwen3")
+    p.add_argument(
+        "--tokenizer-vocab", type=int, default=0, help="BPE training vocabulary (0: the model's --vocab)"
+    )
+    p.add_argument(
+        "--pad-tokenizer", action="store_true", help="fill the tokenizer up to --vocab with filler tokens"
+    )
+    p.add_argument("--no-weights", action="store_true", help="config only (serve with --load-format dummy)")
+    p.add_argument("--rope-theta", type=float, default=1_000_000.0)
+    p.add_argument("--rms-norm-eps", type=float, default=1e-6)
+    p.add_argument("--tie-embeddings", choices=["true", "false"], default="true")
     return p.parse_args(argv)
 
 
@@ -52,6 +69,16 @@ def spec_of(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["layers", "hidden", "intermediate", "heads", "kv_heads", "head_dim", "vocab", "max_position"]
     spec: dict[str, Any] = {k: getattr(args, k) for k in keys}
     spec.update(dtype=args.dtype, seed=args.seed, name=args.name, format=2)
+    # Keys added later enter the spec only when set, so markers written before them still match.
+    extra = {
+        "tokenizer_vocab": args.tokenizer_vocab or None,
+        "pad_tokenizer": args.pad_tokenizer or None,
+        "weights": False if args.no_weights else None,
+        "rope_theta": args.rope_theta if args.rope_theta != 1_000_000.0 else None,
+        "rms_norm_eps": args.rms_norm_eps if args.rms_norm_eps != 1e-6 else None,
+        "tie_embeddings": False if args.tie_embeddings == "false" else None,
+    }
+    spec.update({k: v for k, v in extra.items() if v is not None})
     return spec
 
 
@@ -97,12 +124,14 @@ def build_tokenizer(args: argparse.Namespace, out: Path) -> None:
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=args.vocab,
+        vocab_size=args.tokenizer_vocab or args.vocab,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus(args.corpus_glob, args.corpus_max_bytes), trainer=trainer)
+    if args.pad_tokenizer:
+        tok = pad_vocabulary(tok, args.vocab)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -122,11 +151,24 @@ def build_tokenizer(args: argparse.Namespace, out: Path) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-def build_model(args: argparse.Namespace, out: Path, eos_id: int, pad_id: int) -> None:
-    import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+def pad_vocabulary(tok: Any, size: int) -> Any:
+    """The tokenizer with its BPE vocabulary filled up to `size` ids by filler tokens no merge produces."""
+    from tokenizers import Tokenizer
 
-    torch.manual_seed(args.seed)
+    data = json.loads(tok.to_str())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    taken = set(vocab.values()) | {t["id"] for t in data.get("added_tokens", [])}
+    # Printable ASCII only: the byte-level decoder maps these characters to themselves, so each filler
+    # decodes to visible text ("<f151000>") and the next one starts with its own "<".
+    free = (i for i in range(size) if i not in taken)
+    for token_id in free:
+        vocab[f"<f{token_id}>"] = token_id
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def build_config(args: argparse.Namespace, eos_id: int, pad_id: int) -> Any:
+    from transformers import Qwen3Config
+
     config = Qwen3Config(
         vocab_size=args.vocab,
         hidden_size=args.hidden,
@@ -136,17 +178,38 @@ def build_model(args: argparse.Namespace, out: Path, eos_id: int, pad_id: int) -
         num_key_value_heads=args.kv_heads,
         head_dim=args.head_dim,
         max_position_embeddings=args.max_position,
-        tie_word_embeddings=True,
+        tie_word_embeddings=args.tie_embeddings == "true",
+        rope_theta=args.rope_theta,
+        rms_norm_eps=args.rms_norm_eps,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
         bos_token_id=None,
     )
+    config.architectures = ["Qwen3ForCausalLM"]
+    return config
+
+
+def build_model(args: argparse.Namespace, out: Path, eos_id: int, pad_id: int) -> None:
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    config = build_config(args, eos_id, pad_id)
+    gen = {"eos_token_id": eos_id, "pad_token_id": pad_id, "do_sample": False}
+    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+    if args.no_weights:
+        # The shape alone: vLLM's --load-format dummy makes random weights on the device.
+        import transformers
+
+        # transformers 5 names the config's dtype `dtype`; 4.x `torch_dtype`.
+        major = int(transformers.__version__.split(".")[0])
+        setattr(config, "dtype" if major >= 5 else "torch_dtype", args.dtype)
+        config.save_pretrained(out)
+        return
+    torch.manual_seed(args.seed)
     model = Qwen3ForCausalLM(config)
     dtype = getattr(torch, args.dtype)
     model = model.to(dtype)
     model.save_pretrained(out, safe_serialization=True)
-    gen = {"eos_token_id": eos_id, "pad_token_id": pad_id, "do_sample": False}
-    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
 
 
 def main(argv: list[str]) -> int:

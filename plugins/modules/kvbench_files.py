@@ -45,7 +45,7 @@ options:
     elements: str
     default: []
   sums_dir:
-    description: Run directory whose SHA256SUMS records the files written and kept (empty: none).
+    description: Run directory whose SHA256SUMS records the files written and kept; empty for none.
     type: str
     default: ""
 author: kvbench

@@ -1,4 +1,4 @@
-"""Filters of the vllm role: `vllm_parse_metrics` (/metrics text -> the counters kvbench records, parsed by
+"""Filters the vllm role uses: `vllm_parse_metrics` (/metrics text -> the counters kvbench records, parsed by
 the one Prometheus parser in kvbench.plan.prometheus) and `vllm_process_tree`.
 """
 
@@ -7,11 +7,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kvbench.plan.prometheus import vllm_counters
+from ansible.errors import AnsibleFilterError
+
+try:
+    from kvbench.plan.prometheus import vllm_counters
+except ImportError as exc:  # the collection's Python requirement (meta/requirements.txt) is missing
+    vllm_counters = None
+    MISSING = str(exc)
 
 
 def vllm_parse_metrics(text: str, names: dict[str, str] | None = None) -> dict[str, Any]:
     """Return {key: summed value or None} for every counter kvbench records (kvbench.plan.prometheus)."""
+    if vllm_counters is None:
+        raise AnsibleFilterError(
+            "kvbench.harness.vllm_parse_metrics needs the kvbench Python package on the controller "
+            f"(the collection's meta/requirements.txt): {MISSING}"
+        )
     return vllm_counters(text, names)
 
 
