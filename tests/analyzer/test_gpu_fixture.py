@@ -88,3 +88,18 @@ def test_the_offloading_connector_crash_is_kept_with_its_log_line(run_dir: Path)
     for point in failed:
         log = (point / "server-localhost.log").read_text(errors="replace")
         assert "assert len(offload_keys) == len(offload_block_ids)" in log, point.name
+
+
+def test_the_gpu_probe_measured_the_h200s_copy_bandwidth(run_dir: Path) -> None:
+    """Pinned 1 GiB copies ran at about 55 GB/s each way on this H200 (GPU node notes); 2.25 MiB pieces
+    (one offload block) near 52; 32 KiB pieces (one layer's K or V of a block) far slower."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    probe = manifest["hosts"]["localhost"]["gpu_probe"]
+    assert probe["status"] == "ok"
+    rows = [row for row in probe["bandwidth"] if row["memory"] == "pinned"]
+    pinned = {(row["bytes"], row["direction"]): row["gb_s"] for row in rows}
+    gib, block, piece = 1 << 30, 2_359_296, 32_768
+    for direction in ("h2d", "d2h"):
+        assert pinned[(gib, direction)] == pytest.approx(55.0, rel=0.15)
+        assert pinned[(block, direction)] == pytest.approx(52.0, rel=0.15)
+        assert pinned[(piece, direction)] < 0.25 * pinned[(gib, direction)]

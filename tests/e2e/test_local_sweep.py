@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import zstandard
 
@@ -40,6 +41,10 @@ def sweep(results: Path, *extra: str, timeout: int = 1800) -> subprocess.Complet
     for item in [*SHORT, *extra]:
         args += ["-e", item]
     return run_playbook("sweep.yml", *args, timeout=timeout)
+
+
+def kvbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "kvbench"), *args], capture_output=True, text=True, check=False)
 
 
 def load(path: Path) -> dict:
@@ -188,15 +193,31 @@ def test_no_secret_reaches_results(demo_run):
 
 
 def test_analyzer_reads_the_run(demo_run, tmp_path):
-    result = subprocess.run(
-        [str(BIN / "kvbench"), "analyze", str(demo_run), "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = kvbench("analyze", str(demo_run), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     peaks = (tmp_path / "peak_throughput_all.csv").read_text()
     assert "no-offload" in peaks and "llm-d-redis" in peaks
+    assert (tmp_path / "report.html").stat().st_size > 0
+
+    # Every second of the run is in exactly one row; little of it unexplained.
+    timing = pd.read_csv(tmp_path / "sweep_timing.csv")
+    for _run, rows in timing.groupby("run"):
+        wall_s = rows["seconds"].sum()
+        assert wall_s > 0
+        assert rows.loc[rows["phase"] == "unaccounted", "seconds"].sum() <= 0.05 * wall_s
+        assert rows.loc[rows["phase"] == "measured", "seconds"].sum() > 0
+
+
+def test_metrics_extract_series_and_archives_for_every_ok_point(demo_run, tmp_path):
+    result = kvbench("metrics", str(demo_run), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    points = pd.read_parquet(tmp_path / "points.parquet")
+    ok = points[points["status"] == "ok"]
+    assert len(ok) > 0
+    assert set(ok["metrics_source"]) == {"series"}
+    assert (ok["pcp_samples"] >= 1).all(), ok[["point", "pcp_samples"]].to_string()
+    # The workload shares prefixes, so the GPU prefix cache hits inside every measured window.
+    assert (ok["prefix_cache_hit_rate"] > 0).all()
 
 
 @pytest.fixture(scope="module")
@@ -244,15 +265,8 @@ def _sampled_prompts(report: dict) -> list[str]:
 
 
 def test_two_runs_analysed_together_stay_apart(demo_run, warm_run, tmp_path):
-    result = subprocess.run(
-        [str(BIN / "kvbench"), "analyze", str(demo_run), str(warm_run), "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = kvbench("analyze", str(demo_run), str(warm_run), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    import pandas as pd
-
     table = pd.read_csv(tmp_path / "complete_metrics.csv")
     assert set(table["run"]) == {demo_run.name, warm_run.name}
     baseline = table[table["scenario"] == "no-offload"].groupby(["run", "concurrency"])["repetition"]
@@ -298,6 +312,11 @@ def test_killing_vllm_mid_point_fails_that_point_and_a_rerun_fills_it_in(tmp_pat
     second = load(run / "no-offload" / "c0003-r1" / "point.json")
     assert first["status"] == "failed" and first["reason"], output[-4000:]
     assert second["status"] == "ok" and second["evidence"]["server_restarted"] is True, output[-4000:]
+    # One death, recorded once: by the point it happened in, not again by the point that restarted the server.
+    assert first["evidence"]["server_crash"]["detected"] == "during the point"
+    assert not second["evidence"].get("server_crash")
+    crashes = load(run / "no-offload" / "scenario.json")["crashes"]
+    assert [crash["point"] for crash in crashes] == ["no-offload/c0002-r1"], crashes
     assert running_services() == []
 
     rerun = run_playbook("sweep.yml", *args, timeout=1800)

@@ -105,7 +105,7 @@ def test_every_point_is_recorded_ok_with_the_seed_guidellm_used(swept: dict) -> 
         assert record["guidellm"]["seed"] == record["guidellm"]["seed_reported"] == point["seed"]
         assert record["guidellm"]["argv"] == point["argv"]
         assert record["guidellm"]["version"] == "0.8.1"
-        assert set(record["phases"]) == {"cache_reset", "benchmark", "copy"}
+        assert set(record["phases"]) == {"cache_reset", "benchmark", "copy", "collection"}
         assert record["servers"] == ["kvbench-vllm-fake-0", "kvbench-vllm-fake-1"]
         assert record["evidence"]["cache_reset_verified"] is True
         assert record["evidence"]["server_restarted"] is False
