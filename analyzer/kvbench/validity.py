@@ -234,6 +234,8 @@ def check_multi_turn(row: Row, _t: Thresholds) -> Outcome:
 def check_cold_cache(row: Row, _t: Thresholds) -> Outcome:
     if _flag(row.get("warm_cache")):
         return NA, "warm cache asked for"
+    if _flag(row.get("prefix_caching")) is False:
+        return NA, "prefix caching off: no cache to find empty"
     verified = _flag(row.get("cache_reset_verified"))
     if verified is None:
         return NA, "cache reset not recorded"

@@ -55,6 +55,7 @@ def test_the_control_proves_its_cache_was_off(analysis) -> None:
     control = validity[validity["scenario"] == CONTROL]
     assert len(control) == 8
     assert set(control["prefix_cache_off"]) == {"pass"}
+    assert set(control["cold_cache"]) == {"skip"}  # no cache to find empty
     assert set(validity[validity["scenario"] == "no-offload"]["prefix_cache_off"]) == {"skip"}
 
 
